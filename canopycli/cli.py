@@ -1,0 +1,356 @@
+"""The command line: parse options, call the library, render. Nothing else imports typer."""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, resolve
+from .errors import CanopyError, ExitCode, scrub
+from .push import PushOptions, run_push
+from .report import Report
+from .sandbox import Sandbox
+
+app = typer.Typer(
+    name="canopycli",
+    help="Push audience segment files (CSV, JSONL) to a Deployteq (CanopyDeploy) batch webhook.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # rich tracebacks show locals, and locals can hold the token
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stdout() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+
+def _stderr() -> Console:
+    return Console(file=sys.stderr, highlight=False)
+
+
+def say(message: str) -> None:
+    """A diagnostic line on stderr, token-free."""
+    typer.echo(scrub(message), err=True)
+
+
+def handle_errors(fn: F) -> F:
+    """The one place exceptions become exit codes and one-line messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CanopyError as e:
+            if os.environ.get("CANOPYCLI_DEBUG") == "1":
+                raise
+            say(f"Error: {e}")
+            raise typer.Exit(int(e.exit_code)) from None
+        except KeyboardInterrupt:
+            say("Interrupted.")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:
+            if os.environ.get("CANOPYCLI_DEBUG") == "1" or os.environ.get("CANOPYCLI_RAISE") == "1":
+                raise
+            say(f"Error: unexpected {type(e).__name__}: {e}")
+            say("This is a bug in canopycli. Rerun with CANOPYCLI_DEBUG=1 for the traceback and report it.")
+            raise typer.Exit(int(ExitCode.FAILED)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"canopycli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+) -> None:
+    """Push audience segment files (CSV, JSONL) to a Deployteq (CanopyDeploy) batch webhook."""
+
+
+# --- shared options (defined once, used by push and sync) -----------------------------------
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", help="Config YAML. Default: $CANOPYCLI_CONFIG, else ./canopycli.yaml."),
+]
+SegmentOpt = Annotated[
+    Optional[str], typer.Option("--segment", "-s", help="Segment key in the config (needed if it has several).")
+]
+FormatOpt = Annotated[Optional[str], typer.Option("--format", help="csv or jsonl. Default: from the file name.")]
+DelimiterOpt = Annotated[Optional[str], typer.Option("--delimiter", help="CSV delimiter. Default: sniffed (, ; TAB |).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Do everything but the network.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="With --dry-run: write each request body to DIR as .json.")]
+ReportOpt = Annotated[Optional[Path], typer.Option("--report-json", help="Write the report as JSON to PATH.")]
+RejectsOpt = Annotated[Optional[Path], typer.Option("--rejects", help="Write rejected and duplicate rows to PATH (CSV).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or hints on stderr.")]
+ConcurrencyOpt = Annotated[
+    Optional[int], typer.Option("--concurrency", min=1, max=32, help="Requests in flight. Default: the connector's.")
+]
+
+
+def _resolved(config: Optional[Path], segment: Optional[str]) -> Resolved:
+    path = config_path(config)
+    return resolve(load_config(path), segment, str(path))
+
+
+class _ProgressView:
+    """A rich progress line on stderr, only when stderr is a terminal and not --quiet."""
+
+    def __init__(self, quiet: bool, label: str) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self.label = label
+
+    def __enter__(self) -> _ProgressView:
+        if self.enabled:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=_stderr(),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, report: Report) -> None:
+        if self._progress is not None:
+            self._progress.update(
+                self._task,
+                description=f"{self.label}: {report.rows_read:,} rows read, {len(report.batches):,} batches done, "
+                f"{report.profiles_delivered:,} profiles delivered",
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _finish(
+    report: Report, report_json: Optional[Path], quiet: bool, rejects: Optional[Path], after: tuple[str, ...] = ()
+) -> None:
+    report.render(_stdout())
+    for line in after:
+        typer.echo(line)
+    if report_json is not None:
+        report.write_json(report_json)
+    if not quiet:
+        _hints(report, rejects)
+    code = report.exit_code
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+def _hints(report: Report, rejects: Optional[Path]) -> None:
+    bad = report.rows_rejected + report.rows_duplicate
+    if bad:
+        for line, reason in report.reject_samples:
+            say(f"  line {line}: {reason}")
+        more = bad - len(report.reject_samples)
+        where = f"all of them are in {rejects}" if rejects else "write them all with --rejects rejects.csv"
+        say(f"{bad:,} row(s) not sent as rejected or duplicate{f' ({more:,} more)' if more > 0 else ''}; {where}.")
+    code = report.exit_code
+    if code == ExitCode.CREDENTIALS:
+        say(
+            "The webhook rejected the credentials (401/403). Check `token:` in the config and `auth:` (query or bearer); "
+            "a Deployteq account inactive for 60 days answers 401."
+        )
+    elif code == ExitCode.DAILY_LIMIT:
+        hint = f" ({report.retry_hint})" if report.retry_hint else ""
+        say(
+            f"Deployteq's daily request limit was reached{hint}: {report.profiles_not_sent:,} profiles were not sent. "
+            "Push them again tomorrow, or install Webhook Pro, which has no daily limit."
+        )
+    elif code == ExitCode.FAILED:
+        failed = sum(1 for b in report.batches if b.outcome == "failed")
+        say(f"{failed:,} batch(es) failed after retries; see the table above (and --report-json for each batch).")
+
+
+@app.command()
+@handle_errors
+def push(
+    file: Annotated[str, typer.Argument(help="CSV or JSONL file (optionally .gz); - reads stdin.")],
+    config: ConfigOpt = None,
+    segment: SegmentOpt = None,
+    status: Annotated[
+        str, typer.Option("--status", help="Status for rows without a status column: NEW, MODIFIED or REMOVED.")
+    ] = "NEW",
+    format: FormatOpt = None,  # noqa: A002
+    delimiter: DelimiterOpt = None,
+    dry_run: DryRunOpt = False,
+    out: OutOpt = None,
+    report_json: ReportOpt = None,
+    rejects: RejectsOpt = None,
+    quiet: QuietOpt = False,
+    concurrency: ConcurrencyOpt = None,
+) -> None:
+    """Validate, hash and batch a segment file, and POST it to the webhook."""
+    resolved = _resolved(config, segment)
+    opts = PushOptions(file, format, delimiter, status, dry_run, out, rejects, concurrency)
+    with _ProgressView(quiet, f"push {resolved.segment_name}") as progress:
+        report = run_push(resolved, opts, progress=progress)
+    _finish(report, report_json, quiet, rejects)
+
+
+@app.command("validate-config")
+@handle_errors
+def validate_config(
+    path: Annotated[Optional[Path], typer.Argument(help="Config YAML. Default: --config, $CANOPYCLI_CONFIG or ./canopycli.yaml.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check a config (schema, env vars, endpoints, references) without sending anything."""
+    p = config_path(path or config)
+    cfg = load_config(p)
+    _render_config(cfg, str(p))
+
+
+def _render_config(cfg: Config, shown: str) -> None:
+    out = _stdout()
+    t = Table(title=f"{shown}: valid", title_justify="left")
+    for col in ("Connector", "Endpoint", "Token", "Auth", "Identifier", "Partner", "Batch", "Timeout", "Retries", "Concurrency", "Daily limit"):
+        t.add_column(col)
+    for name, c in cfg.connectors.items():
+        t.add_row(
+            name,
+            c.endpoint,
+            "*** (set)",
+            c.auth,
+            c.identifier,
+            str(c.effective_partner_number),
+            str(c.batch_size),
+            f"{c.timeout:g}s",
+            str(c.retries),
+            str(c.concurrency),
+            f"{c.daily_limit:,}" if c.daily_limit else "none",
+        )
+    out.print(t)
+    s = Table(show_header=True)
+    for col in ("Segment", "segmentName", "Connector", "id_column", "status_column", "Params"):
+        s.add_column(col)
+    for key, seg in cfg.segments.items():
+        params = "every other column, as string" if seg.params is None else ", ".join(f"{p.name}:{p.type}" for p in seg.params)
+        s.add_row(key, seg.name or key, seg.connector, seg.id_column, seg.status_column, params)
+    out.print(s)
+
+
+@app.command()
+@handle_errors
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8042,
+    token: Annotated[Optional[str], typer.Option(help="Token to accept. Default: $CANOPY_TOKEN, else a new random one.")] = None,
+    daily_limit: Annotated[int, typer.Option(help="Requests per day before 429 (0: no limit).")] = 50_000,
+    fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests answered 500.")] = 0.0,
+    fail_first: Annotated[int, typer.Option(min=0, help="Answer the first N requests with 500.")] = 0,
+    drop_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests whose connection is dropped.")] = 0.0,
+    slow_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests answered only after --slow-seconds.")] = 0.0,
+    slow_seconds: Annotated[float, typer.Option(min=0, help="Delay for --slow-rate requests.")] = 35.0,
+    latency: Annotated[float, typer.Option(min=0, help="Seconds added to every request.")] = 0.0,
+    record: Annotated[Optional[Path], typer.Option(help="Append accepted batches to this JSONL file.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for the injected faults (reproducible runs).")] = None,
+    max_requests: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many requests.")] = None,
+    duration: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+) -> None:
+    """Run a local emulator of the Deployteq webhook receiver on 127.0.0.1."""
+    tok = token or os.environ.get("CANOPY_TOKEN") or secrets.token_urlsafe(24)
+    sb = Sandbox(
+        tok,
+        port=port,
+        daily_limit=daily_limit or None,
+        fail_rate=fail_rate,
+        fail_first=fail_first,
+        drop_rate=drop_rate,
+        slow_rate=slow_rate,
+        slow_seconds=slow_seconds,
+        latency=latency,
+        record=record,
+        seed=seed,
+        max_requests=max_requests,
+    )
+    typer.echo(f"endpoint: {sb.endpoint}")
+    if not (token or os.environ.get("CANOPY_TOKEN")):
+        typer.echo(f"token: {tok}  (sandbox only; export CANOPY_TOKEN={tok} and use token: ${{CANOPY_TOKEN}})")
+    typer.echo(f"stats: {sb.base_url}/_sandbox/stats", err=True)
+    sys.stdout.flush()
+    sb.start()
+    deadline = time.monotonic() + duration if duration else None
+    try:
+        while sb._thread is not None and sb._thread.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            sb._thread.join(timeout=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sb.stop()
+        typer.echo(f"sandbox stopped: {sb.snapshot()}", err=True)
+
+
+DEMO_PARAMS = [
+    Param(name="firstName", column="first_name"),
+    Param(name="city"),
+    Param(name="gender", type="gender"),
+    Param(name="newsletter", type="optin"),
+    Param(name="birthDate", column="birth_date", type="date"),
+]
+
+
+@app.command()
+@handle_errors
+def demo(
+    quiet: QuietOpt = False,
+    report_json: ReportOpt = None,
+) -> None:
+    """Push the packaged sample segment to a built-in sandbox: no config, no credentials."""
+    workdir = Path(tempfile.mkdtemp(prefix="canopycli-demo-"))
+    recording = workdir / "received.jsonl"
+    token = secrets.token_urlsafe(24)
+    with Sandbox(token, port=0, record=recording) as sb:
+        connector = Connector(endpoint=sb.endpoint, token=token, identifier="hashed_email")  # type: ignore[arg-type]
+        seg = Segment(connector="sandbox", id_column="email", params=DEMO_PARAMS)
+        resolved = Resolved(config_path="(demo)", connector_name="sandbox", connector=connector, segment_key="WelcomeFlow", segment=seg)
+        sample = resources.files("canopycli") / "data" / "sample_segment.csv"
+        with resources.as_file(sample) as sample_path:
+            if not quiet:
+                say(f"demo: pushing {sample_path.name} to a sandbox webhook at {sb.endpoint}")
+            rejects = workdir / "rejects.csv"
+            opts = PushOptions(str(sample_path), rejects=rejects)
+            with _ProgressView(quiet, "demo") as progress:
+                report = run_push(resolved, opts, progress=progress)
+        stats = sb.snapshot()
+    after = (
+        f"The sandbox accepted {stats['accepted']} batches ({stats['profiles']:,} profiles), recorded in {recording}",
+        f"Rejected rows, with line numbers and reasons: {rejects}",
+    )
+    _finish(report, report_json, quiet, rejects, after)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,101 @@
+"""Every error canopycli raises on purpose, and the exit codes they map to.
+
+    CanopyError                 base; carries ``exit_code`` and an optional ``hint``
+     ├── UsageError             exit 2: bad options, nothing sent
+     │    ├── ConfigError       exit 2: the YAML config is invalid (lists every problem)
+     │    └── InputError        exit 2: the input file is missing, binary or lacks a column
+     ├── QuotaError             exit 3: today's request budget cannot cover the push
+     ├── LockedError            exit 5: another push of the same segment is running
+     ├── MassRemovalError       exit 6: a snapshot would remove too much of a segment
+     └── StateError             exit 2: the state folder / journal cannot be used
+
+Delivery outcomes (a batch that failed, a 429, a 401) are not exceptions: they are
+recorded in the report, and the exit code is derived from it (see ``ExitCode.for_report``).
+Only ``cli.py`` turns these into process exit codes and messages.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The process exit codes: a public contract (cron jobs and CI scripts test them)."""
+
+    OK = 0  # everything valid was delivered (or the dry run succeeded)
+    FAILED = 1  # some batches failed
+    USAGE = 2  # usage, config or unreadable input: nothing sent
+    DAILY_LIMIT = 3  # daily limit reached: some profiles not sent
+    CREDENTIALS = 4  # the webhook rejected the credentials
+    LOCKED = 5  # another push of the same connector+segment is running
+    MASS_REMOVAL = 6  # sync would remove more than --max-remove of the segment
+    INTERRUPTED = 130  # Ctrl-C
+    TERMINATED = 143  # SIGTERM
+
+
+class CanopyError(Exception):
+    """Base of every deliberate canopycli error."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class UsageError(CanopyError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """The config file is invalid; ``problems`` holds one ``location: message`` per issue."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(
+            f"{path}: {len(problems)} config {noun}:\n{lines}",
+            hint="Fix the config and check it with: canopycli validate-config " + path,
+        )
+
+
+class InputError(UsageError):
+    pass
+
+
+class StateError(CanopyError):
+    exit_code = ExitCode.USAGE
+
+
+class QuotaError(CanopyError):
+    exit_code = ExitCode.DAILY_LIMIT
+
+
+class LockedError(CanopyError):
+    exit_code = ExitCode.LOCKED
+
+
+class MassRemovalError(CanopyError):
+    exit_code = ExitCode.MASS_REMOVAL
+
+
+# Secrets seen in this process (tokens from configs). Anything printed by the CLI passes
+# through ``scrub``, a last line of defence behind code that never formats a token.
+_SECRETS: set[str] = set()
+
+
+def register_secret(secret: str) -> None:
+    if secret and len(secret) >= 4:
+        _SECRETS.add(secret)
+
+
+def scrub(text: str) -> str:
+    for s in _SECRETS:
+        text = text.replace(s, "***")
+    return text

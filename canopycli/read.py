@@ -1,0 +1,198 @@
+"""Readers: a file (or stdin) -> a stream of ``(line_number, record)``.
+
+A record is a ``dict`` of column -> value, or a ``str`` giving the reason the physical record
+could not be read (a JSONL line that is not a JSON object, a CSV row with the wrong number of
+fields, bytes that are not UTF-8). Line numbers are physical: the line a record starts on.
+
+Everything streams: one line at a time from the (optionally gzipped) byte stream. Problems
+that make the whole input unusable (missing file, binary data, no header) raise
+``InputError`` before the first record is produced, so nothing has been sent yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+from .errors import InputError
+
+Format = Literal["csv", "jsonl"]
+Record = dict[str, Any] | str
+_SNIFF = 8192
+_DELIMITERS = (",", ";", "\t", "|")
+_SUFFIXES: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+csv.field_size_limit(10 * 1024 * 1024)
+
+
+@dataclass
+class Source:
+    """An opened input: its format, its columns (CSV: from the header) and its records."""
+
+    name: str
+    format: Format
+    columns: list[str] | None
+    records: Iterator[tuple[int, Record]]
+    delimiter: str | None = None
+    _stream: IO[bytes] | None = field(default=None, repr=False)
+    bytes_total: int | None = None
+
+    def bytes_read(self) -> int:
+        """How far into the (raw, compressed) file we are: for progress bars."""
+        try:
+            return self._raw.tell() if self._raw else 0
+        except (OSError, ValueError):
+            return 0
+
+    _raw: IO[bytes] | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+
+def detect_format(name: str, explicit: str | None) -> Format | None:
+    if explicit:
+        if explicit not in ("csv", "jsonl"):
+            raise InputError(f"unknown --format {explicit!r}; use csv or jsonl")
+        return explicit  # type: ignore[return-value]
+    suffixes = [s.lower() for s in Path(name).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return _SUFFIXES.get(suffixes[-1]) if suffixes else None
+
+
+def open_source(path: str, fmt: str | None = None, delimiter: str | None = None) -> Source:
+    """Open ``path`` (``-`` for stdin) and check it can be read, before anything is sent."""
+    fmt_ = detect_format(path, fmt) if path != "-" else (fmt and detect_format(path, fmt))
+    raw: IO[bytes]
+    size: int | None = None
+    if path == "-":
+        raw = sys.stdin.buffer
+        shown = "<stdin>"
+    else:
+        shown = path
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"{path}: no such file", hint="Check the path; use - to read from stdin.")
+        if p.is_dir():
+            raise InputError(f"{path}: is a folder, not a file")
+        try:
+            raw = open(p, "rb")  # noqa: SIM115 - closed by Source.close
+            size = p.stat().st_size
+        except OSError as e:
+            raise InputError(f"{path}: cannot open: {e.strerror}") from None
+        if fmt_ is None:
+            raw.close()
+            raise InputError(
+                f"{path}: cannot tell the format from the file name",
+                hint="Name it .csv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl.",
+            )
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    stream: IO[bytes] = buffered
+    if buffered.peek(2)[:2] == b"\x1f\x8b":
+        stream = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+    try:
+        head = stream.peek(_SNIFF)[:_SNIFF]  # type: ignore[attr-defined]
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise InputError(f"{shown}: cannot read: {e}", hint="Is the .gz file complete?") from None
+    if b"\x00" in head:
+        raise InputError(f"{shown}: looks like a binary file, not CSV or JSONL text", hint="Export the segment as UTF-8 CSV or JSONL.")
+    if not head.strip(b"\xef\xbb\xbf \r\n\t"):
+        raise InputError(f"{shown}: is empty", hint="Expected a header line and rows (CSV) or one JSON object per line (JSONL).")
+    if fmt_ is None:  # stdin without --format: JSONL starts with '{'
+        fmt_ = "jsonl" if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"{") else "csv"
+    if fmt_ == "jsonl":
+        return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, size, raw)
+    lines = _decoded_lines(stream)
+    header_line = next(lines, None)
+    if header_line is None:
+        raise InputError(f"{shown}: is empty")
+    _, header_text, bad = header_line
+    if bad:
+        raise InputError(f"{shown}:1: the header is not valid UTF-8", hint="Re-export the file as UTF-8.")
+    delim = delimiter or sniff_delimiter(header_text)
+    if len(delim) != 1:
+        raise InputError(f"--delimiter must be one character, got {delim!r}")
+    header = next(csv.reader([header_text], delimiter=delim))
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise InputError(f"{shown}:1: the header line is empty")
+    seen: set[str] = set()
+    dupes = [h for h in header if h in seen or seen.add(h)]  # type: ignore[func-returns-value]
+    if dupes:
+        raise InputError(f"{shown}:1: repeated column name(s) in the header: {', '.join(sorted(set(dupes)))}")
+    return Source(shown, "csv", header, _csv_records(lines, header, delim), delim, stream, size, raw)
+
+
+def sniff_delimiter(header: str) -> str:
+    """The most frequent of , ; TAB | in the header line (``,`` when there is none)."""
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _decoded_lines(stream: IO[bytes]) -> Iterator[tuple[int, str, bool]]:
+    """(line number, text, was_invalid_utf8) per physical line; BOM dropped from line 1."""
+    for n, raw in enumerate(stream, 1):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield n, raw.decode("utf-8"), False
+        except UnicodeDecodeError:
+            yield n, raw.decode("utf-8", "replace"), True
+
+
+def _csv_records(lines: Iterator[tuple[int, str, bool]], header: list[str], delim: str) -> Iterator[tuple[int, Record]]:
+    state = {"line": 1, "bad": 0}
+
+    def text() -> Iterator[str]:
+        for n, t, bad in lines:
+            state["line"] = n
+            if bad:
+                state["bad"] = n
+            yield t
+
+    reader = csv.reader(text(), delimiter=delim, strict=False)
+    width = len(header)
+    start = 2
+    for values in reader:
+        line = start
+        start = state["line"] + 1
+        if not values or (len(values) == 1 and not values[0].strip() and width > 1):
+            continue  # blank line
+        if state["bad"] >= line:
+            yield line, f"line {state['bad']} is not valid UTF-8 (re-export the file as UTF-8)"
+            continue
+        if len(values) != width:
+            yield line, f"has {len(values)} fields, the header has {width}"
+            continue
+        yield line, dict(zip(header, values))
+
+
+def _jsonl_records(stream: IO[bytes]) -> Iterator[tuple[int, Record]]:
+    loads = orjson.loads
+    for n, raw in enumerate(stream, 1):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        try:
+            obj = loads(raw)
+        except orjson.JSONDecodeError as e:
+            msg = str(e).split(":")[0]
+            yield n, f"not valid JSON ({msg})"
+            continue
+        if not isinstance(obj, dict):
+            yield n, f"not a JSON object (got {type(obj).__name__})"
+            continue
+        yield n, obj

@@ -1,0 +1,229 @@
+"""Report: every input row accounted for, and how each batch ended.
+
+``rows_read = rows_rejected + rows_duplicate + profiles_delivered + profiles_failed
++ profiles_not_sent (+ profiles_unchanged for sync)``: ``Report.check`` asserts it.
+Rendering: a rich table on stdout for people, ``to_json`` for machines, and a rejects CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ExitCode
+from .send import DELIVERED, DRY_RUN, FAILED, MEANINGS, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT
+from .send import STOP_INTERRUPTED, Result, error_class
+
+COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
+
+
+@dataclass
+class BatchRow:
+    index: int
+    uuid: str
+    profiles: int
+    outcome: str
+    status_code: int | None
+    attempts: int
+    error: str | None
+    detail: str | None
+    key: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "uuid": self.uuid,
+            "profiles": self.profiles,
+            "outcome": self.outcome,
+            "status_code": self.status_code,
+            "attempts": self.attempts,
+            "error": self.error,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class Report:
+    command: str
+    segment: str
+    connector: str
+    input: str
+    dry_run: bool = False
+    run_id: str | None = None
+    started: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    finished: str | None = None
+    rows_read: int = 0
+    rows_rejected: int = 0
+    rows_duplicate: int = 0
+    profiles_delivered: int = 0
+    profiles_failed: int = 0
+    profiles_not_sent: int = 0
+    profiles_unchanged: int | None = None  # sync only
+    requests: int = 0
+    stop_reason: str | None = None
+    retry_hint: str | None = None
+    batches: list[BatchRow] = field(default_factory=list)
+    reject_samples: list[tuple[int, str]] = field(default_factory=list)
+
+    def add_result(self, r: Result) -> None:
+        n = r.batch.profiles
+        if r.outcome == DELIVERED:
+            self.profiles_delivered += n
+        elif r.outcome == FAILED:
+            self.profiles_failed += n
+        else:
+            self.profiles_not_sent += n
+        self.requests += r.attempts
+        self.batches.append(
+            BatchRow(r.batch.index, r.batch.uuid, n, r.outcome, r.status_code, r.attempts, r.error, r.detail, r.outcome_key)
+        )
+
+    def add_reject(self, line: int, reason: str, duplicate: bool = False) -> None:
+        if duplicate:
+            self.rows_duplicate += 1
+        else:
+            self.rows_rejected += 1
+        if len(self.reject_samples) < 5:
+            self.reject_samples.append((line, reason))
+
+    def finish(self) -> None:
+        self.finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.batches.sort(key=lambda b: b.index)
+        self.check()
+
+    def accounted(self) -> int:
+        return sum(getattr(self, k) for k in COUNT_KEYS) + (self.profiles_unchanged or 0)
+
+    def check(self) -> None:
+        if self.accounted() != self.rows_read:  # a bug, never a user error
+            raise AssertionError(f"row accounting is off: {self.accounted()} accounted for, {self.rows_read} read")
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.stop_reason == STOP_CREDENTIALS:
+            return ExitCode.CREDENTIALS
+        if self.stop_reason == STOP_DAILY_LIMIT:
+            return ExitCode.DAILY_LIMIT
+        if self.stop_reason == STOP_INTERRUPTED:
+            return ExitCode.INTERRUPTED
+        if self.profiles_failed or (self.profiles_not_sent and not self.dry_run):
+            return ExitCode.FAILED
+        return ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "command": self.command,
+            "run_id": self.run_id,
+            "segment": self.segment,
+            "connector": self.connector,
+            "input": self.input,
+            "dry_run": self.dry_run,
+            "started": self.started,
+            "finished": self.finished,
+            "exit_code": int(self.exit_code),
+            "stop_reason": self.stop_reason,
+            "rows_read": self.rows_read,
+            "rows_rejected": self.rows_rejected,
+            "rows_duplicate": self.rows_duplicate,
+            "profiles_delivered": self.profiles_delivered,
+            "profiles_failed": self.profiles_failed,
+            "profiles_not_sent": self.profiles_not_sent,
+            "requests": self.requests,
+            "outcomes": self.outcomes(),
+            "batches": [b.to_json() for b in self.batches],
+        }
+        if self.profiles_unchanged is not None:
+            data["profiles_unchanged"] = self.profiles_unchanged
+        return data
+
+    def outcomes(self) -> list[dict[str, Any]]:
+        groups: dict[str, dict[str, Any]] = {}
+        for b in self.batches:
+            g = groups.setdefault(
+                b.key,
+                {"outcome": b.key, "error_class": _class(b), "meaning": meaning(b), "batches": 0, "profiles": 0},
+            )
+            g["batches"] += 1
+            g["profiles"] += b.profiles
+        return sorted(groups.values(), key=lambda g: g["outcome"])
+
+    def write_json(self, path: str | Path) -> None:
+        Path(path).write_bytes(orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+
+    # -- for people ------------------------------------------------------------------------
+
+    def render(self, console: Console) -> None:
+        title = f"{self.command} {self.segment} via {self.connector}" + (" (dry run)" if self.dry_run else "")
+        if self.run_id:
+            title += f"  run {self.run_id}"
+        table = Table(title=title, title_justify="left")
+        for col, just in (("Outcome", "left"), ("Class", "left"), ("Meaning", "left"), ("Batches", "right"), ("Profiles", "right")):
+            table.add_column(col, justify=just)  # type: ignore[arg-type]
+        for g in self.outcomes():
+            table.add_row(g["outcome"], g["error_class"], g["meaning"], f"{g['batches']:,}", f"{g['profiles']:,}")
+        if not self.batches:
+            table.add_row("-", "-", "no batches: nothing to send", "0", "0")
+        console.print(table)
+        counts = Table(show_header=False, box=None, pad_edge=False)
+        counts.add_column(justify="left")
+        counts.add_column(justify="right")
+        rows = [("rows read", self.rows_read), ("rows rejected", self.rows_rejected), ("rows duplicate", self.rows_duplicate)]
+        if self.profiles_unchanged is not None:
+            rows.append(("profiles unchanged", self.profiles_unchanged))
+        rows += [
+            ("profiles delivered", self.profiles_delivered),
+            ("profiles failed", self.profiles_failed),
+            ("profiles not sent", self.profiles_not_sent),
+            ("requests", self.requests),
+        ]
+        for label, n in rows:
+            counts.add_row(label, f"{n:,}")
+        console.print(counts)
+
+
+def _class(b: BatchRow) -> str:
+    if b.outcome == DRY_RUN:
+        return "Dry run"
+    if b.outcome == NOT_SENT:
+        return "Not sent"
+    return error_class(b.status_code, b.error)
+
+
+def meaning(b: BatchRow) -> str:
+    if b.outcome == NOT_SENT:
+        return MEANINGS["Not sent"]
+    if b.outcome == DRY_RUN:
+        return MEANINGS["Dry run"]
+    code = b.status_code
+    if code is None:
+        return MEANINGS.get(b.error or "", MEANINGS["Other error"])
+    if 200 <= code < 300:
+        return MEANINGS["2xx"]
+    return MEANINGS.get(str(code)) or (MEANINGS["5xx"] if code >= 500 else MEANINGS["Other error"])
+
+
+class RejectsWriter:
+    """CSV of rejected and duplicate rows: ``line``, ``reason``, then the row's own columns."""
+
+    def __init__(self, path: str | Path, columns: list[str] | None) -> None:
+        self._fh: IO[str] = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self.columns = columns
+        self._w = csv.writer(self._fh)
+        self._w.writerow(["line", "reason", *(columns if columns is not None else ["record"])])
+
+    def write(self, line: int, reason: str, record: Any) -> None:
+        if self.columns is not None:
+            values = [record.get(c, "") for c in self.columns] if isinstance(record, dict) else [""] * len(self.columns)
+        else:
+            values = [orjson.dumps(record).decode() if isinstance(record, dict) else ""]
+        self._w.writerow([line, reason, *values])
+
+    def close(self) -> None:
+        self._fh.close()

@@ -1,0 +1,283 @@
+"""Send: batches -> HTTP POSTs to the webhook, with retries and bounded concurrency.
+
+The endpoint and the token are kept apart until the request is built (``?token=`` or
+``Authorization: Bearer``). Nothing here puts either in a message: errors are described by
+class ("Timeout", "Connection error") and status code, and any text taken from a response is
+passed through ``redact``.
+
+Retries (tenacity): timeouts, connection errors, 408 and 5xx, with exponential backoff and
+jitter, honouring ``Retry-After``; the same body (and so the same uuid) is resent. 400/401/403
+are final. 401/403 and 429 stop the whole run: every later batch is ``not_sent`` rather than
+spent against the daily request budget.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt
+from tenacity import wait_exponential_jitter
+
+from . import __version__
+from .batch import Batch
+from .config import Connector
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs at INFO
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+MAX_RETRY_AFTER = 120.0  # seconds; a longer Retry-After fails the batch (retry it later)
+COUNT_HEADER = "X-Clang-Request-Count"
+
+DELIVERED, FAILED, NOT_SENT, DRY_RUN = "delivered", "failed", "not_sent", "dry_run"
+STOP_CREDENTIALS, STOP_DAILY_LIMIT, STOP_INTERRUPTED = "credentials", "daily_limit", "interrupted"
+
+# Meanings from the connector's documented status list, plus Data Activation's error classes.
+MEANINGS: dict[str, str] = {
+    "2xx": "Accepted by the webhook",
+    "400": "Unsupported API call or invalid request",
+    "401": "Authentication failed (token or user invalid)",
+    "403": "Token is invalid or expired",
+    "408": "Request timed out",
+    "429": "Daily limit reached (50,000 requests per day)",
+    "500": "Internal server error or unsupported call",
+    "5xx": "Server error",
+    "504": "Request timed out",
+    "Timeout": "No response within the timeout",
+    "Connection error": "Could not connect, or the connection dropped",
+    "Not sent": "Not sent: the run stopped before this batch",
+    "Dry run": "Not sent: dry run",
+    "Other error": "Unexpected response",
+}
+
+
+def error_class(status: int | None, error: str | None) -> str:
+    """The Data Activation error class of an outcome (Timeout, Connection error, ...)."""
+    if status is not None:
+        if 200 <= status < 300:
+            return "OK"
+        if status in (401, 403):
+            return "Invalid credentials"
+        if status == 429:
+            return "Daily limit"
+        if status in (408, 504):
+            return "Timeout"
+        return "Other error"
+    return error or "Other error"
+
+
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+@dataclass
+class Result:
+    """What happened to one batch."""
+
+    batch: Batch
+    outcome: str  # delivered | failed | not_sent | dry_run
+    status_code: int | None = None
+    attempts: int = 0
+    error: str | None = None  # "Timeout", "Connection error", "HTTP 500", ...; never the token
+    detail: str | None = None  # a redacted snippet of the response, if any
+    request_count: int | None = None  # X-Clang-Request-Count from the last response
+
+    @property
+    def outcome_key(self) -> str:
+        if self.outcome == NOT_SENT:
+            return "Not sent"
+        if self.outcome == DRY_RUN:
+            return "Dry run"
+        if self.status_code is not None:
+            return f"HTTP {self.status_code}"
+        return self.error or "Other error"
+
+
+@dataclass
+class _Reply:
+    status: int
+    retry_after: float | None
+    detail: str | None
+    request_count: int | None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Sender:
+    """Posts batches to one connector's endpoint. Thread-safe; one connection pool."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        concurrency: int | None = None,
+    ) -> None:
+        self.connector = connector
+        self._token = connector.token.get_secret_value()
+        self.concurrency = concurrency or connector.concurrency
+        headers = {"Content-Type": "application/json", "User-Agent": f"canopycli/{__version__}"}
+        params = {}
+        if connector.auth == "bearer":
+            headers["Authorization"] = f"Bearer {self._token}"
+        else:
+            params["token"] = self._token
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        self._client = httpx.Client(
+            headers=headers,
+            params=params,
+            timeout=httpx.Timeout(connector.timeout),
+            limits=limits,
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.stop_reason: str | None = None
+        self.retry_hint: str | None = None
+        self.backoff = wait_exponential_jitter(
+            initial=connector.backoff, max=max(connector.backoff * 32, 0.001), jitter=connector.backoff
+        )
+
+    # -- one request --------------------------------------------------------------------
+
+    def _post(self, batch: Batch) -> _Reply:
+        r = self._client.post(self.connector.endpoint, content=batch.body)
+        count = r.headers.get(COUNT_HEADER)
+        detail = None
+        if r.status_code >= 300:
+            text = r.text[:300].strip().replace("\n", " ")
+            detail = redact(text, self._token) or None
+        return _Reply(
+            r.status_code,
+            parse_retry_after(r.headers.get("Retry-After")),
+            detail,
+            int(count) if count and count.isdigit() else None,
+        )
+
+    @staticmethod
+    def _retryable(reply: _Reply) -> bool:
+        return reply.status == 408 or reply.status >= 500
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            after = outcome.result().retry_after
+            if after is not None:
+                return after
+        return float(self.backoff(state))
+
+    def _stop(self, state: RetryCallState) -> bool:
+        if self.stop_reason is not None:
+            return True
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            after = outcome.result().retry_after
+            if after is not None and after > MAX_RETRY_AFTER:
+                return True
+        return False
+
+    # -- one batch, with retries ----------------------------------------------------------
+
+    def send(self, batch: Batch) -> Result:
+        if self.stop_reason is not None:
+            return Result(batch, NOT_SENT)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.connector.retries + 1) | self._stop,
+            wait=self._wait,
+            retry=retry_if_exception_type((httpx.TimeoutException, httpx.TransportError))
+            | retry_if_result(self._retryable),
+            sleep=self._sleep,
+            retry_error_callback=lambda state: state,
+            reraise=False,
+        )
+        got: Any = retrying(self._post, batch)
+        attempts = retrying.statistics.get("attempt_number", 1)
+        if isinstance(got, RetryCallState):  # gave up: last outcome was retryable
+            if got.outcome is None:
+                return Result(batch, NOT_SENT)
+            if got.outcome.failed:
+                exc = got.outcome.exception()
+                err = "Timeout" if isinstance(exc, httpx.TimeoutException) else "Connection error"
+                return Result(batch, FAILED, None, attempts, err, redact(type(exc).__name__, self._token))
+            got = got.outcome.result()
+        reply: _Reply = got
+        if 200 <= reply.status < 300:
+            return Result(batch, DELIVERED, reply.status, attempts, None, None, reply.request_count)
+        if reply.status in (401, 403):
+            self._halt(STOP_CREDENTIALS)
+        elif reply.status == 429:
+            self._halt(STOP_DAILY_LIMIT)
+            if reply.retry_after is not None:
+                self.retry_hint = f"the webhook asks to wait {int(reply.retry_after)} s"
+        return Result(batch, FAILED, reply.status, attempts, f"HTTP {reply.status}", reply.detail, reply.request_count)
+
+    def _halt(self, reason: str) -> None:
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+
+    def halt(self, reason: str) -> None:
+        """Stop taking new batches (Ctrl-C, SIGTERM): in-flight ones finish, the rest are not sent."""
+        self._halt(reason)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def deliver(batches: Iterable[Batch], sender: Sender, on_result: Callable[[Result], None]) -> None:
+    """Send batches with at most ``sender.concurrency`` requests in flight, while reading goes on.
+
+    Once the sender has stopped (429, bad credentials, interrupt), the remaining batches are
+    still drawn from ``batches`` (so every input row is read and accounted for) and reported
+    as not sent.
+    """
+    limit = sender.concurrency
+    inflight: set[Future[Result]] = set()
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="canopycli-send") as pool:
+        try:
+            for batch in batches:
+                if sender.stop_reason is not None:
+                    on_result(Result(batch, NOT_SENT))
+                    continue
+                while len(inflight) >= limit:
+                    done, inflight = _settle(inflight, on_result)
+                inflight.add(pool.submit(sender.send, batch))
+            while inflight:
+                _, inflight = _settle(inflight, on_result)
+        finally:
+            for f in inflight:  # only on an exception from reading: let them finish, record them
+                on_result(f.result())
+
+
+def _settle(inflight: set[Future[Result]], on_result: Callable[[Result], None]) -> tuple[set[Future[Result]], set[Future[Result]]]:
+    done, pending = wait(inflight, return_when=FIRST_COMPLETED)
+    for f in done:
+        on_result(f.result())
+    return done, pending
