@@ -236,35 +236,37 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(shown, [f"{shown}: expected a mapping with `connectors:` and `segments:`"])
     index = _line_index(text)
-    env_problems: list[tuple[tuple[str | int, ...], str]] = []
-    expanded = _expand(raw, (), env_problems)
-    problems = [f"{_where(shown, index, loc)}: {msg}" for loc, msg in env_problems]
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    expanded = _expand(raw, (), found)
+    env_locs = {loc for loc, _ in found}
+
+    def report(loc: tuple[str | int, ...], msg: str) -> None:
+        if loc not in env_locs:  # an unset variable already explains this value
+            found.append((loc, msg))
+
+    config = None
     try:
         config = Config.model_validate(expanded)
     except ValidationError as e:
         for err in e.errors(include_url=False, include_input=False):
-            loc = tuple(err["loc"])
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; see the config reference in the README)"
-            problems.append(f"{_where(shown, index, loc)}: {msg}")
-        raise ConfigError(shown, problems) from None
-    for name, conn in config.connectors.items():
-        register_secret(conn.token.get_secret_value())
-        loc: tuple[str | int, ...] = ("connectors", name, "endpoint")
-        bad = endpoint_problem(conn.endpoint)
-        if bad:
-            problems.append(f"{_where(shown, index, loc)}: endpoint {bad}")
-        if not conn.token.get_secret_value().strip():
-            problems.append(f"{_where(shown, index, ('connectors', name, 'token'))}: token is empty")
-    for key, seg in config.segments.items():
-        if seg.connector not in config.connectors:
-            known = ", ".join(sorted(config.connectors))
-            problems.append(
-                f"{_where(shown, index, ('segments', key, 'connector'))}: unknown connector {seg.connector!r} (known: {known})"
-            )
-    if problems:
-        raise ConfigError(shown, problems)
+            report(tuple(err["loc"]), msg)
+    if config is not None:
+        for name, conn in config.connectors.items():
+            register_secret(conn.token.get_secret_value())
+            bad = endpoint_problem(conn.endpoint)
+            if bad:
+                report(("connectors", name, "endpoint"), f"endpoint {bad}")
+            if not conn.token.get_secret_value().strip():
+                report(("connectors", name, "token"), "token is empty")
+        for key, seg in config.segments.items():
+            if seg.connector not in config.connectors:
+                known = ", ".join(sorted(config.connectors))
+                report(("segments", key, "connector"), f"unknown connector {seg.connector!r} (known: {known})")
+    if found or config is None:
+        raise ConfigError(shown, [f"{_where(shown, index, loc)}: {msg}" for loc, msg in found])
     return config
 
 

@@ -55,8 +55,9 @@ class Source:
     _raw: IO[bytes] | None = field(default=None, repr=False)
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        for f in (self._stream, self._raw):
+            if f is not None and f is not sys.stdin.buffer:
+                f.close()
 
 
 def detect_format(name: str, explicit: str | None) -> Format | None:
@@ -96,6 +97,15 @@ def open_source(path: str, fmt: str | None = None, delimiter: str | None = None)
                 f"{path}: cannot tell the format from the file name",
                 hint="Name it .csv, .jsonl or .ndjson (optionally .gz), or pass --format csv|jsonl.",
             )
+    try:
+        return _open_stream(raw, shown, fmt_, delimiter, size)
+    except BaseException:
+        if raw is not sys.stdin.buffer:
+            raw.close()
+        raise
+
+
+def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str | None, size: int | None) -> Source:
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
     stream: IO[bytes] = buffered
     if buffered.peek(2)[:2] == b"\x1f\x8b":

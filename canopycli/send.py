@@ -156,7 +156,7 @@ class Sender:
         self.stop_reason: str | None = None
         self.retry_hint: str | None = None
         self.backoff = wait_exponential_jitter(
-            initial=connector.backoff, max=max(connector.backoff * 32, 0.001), jitter=connector.backoff
+            multiplier=connector.backoff, max=max(connector.backoff * 32, 0.001), jitter=connector.backoff
         )
 
     # -- one request --------------------------------------------------------------------
