@@ -233,29 +233,31 @@ def validate_config(
 
 def _render_config(cfg: Config, shown: str) -> None:
     out = _stdout()
-    t = Table(title=f"{shown}: valid", title_justify="left")
-    for col in ("Connector", "Endpoint", "Token", "Auth", "Identifier", "Partner", "Batch", "Timeout", "Retries", "Concurrency", "Daily limit"):
-        t.add_column(col)
+    out.print(f"{shown}: valid ({len(cfg.connectors)} connector(s), {len(cfg.segments)} segment(s))")
     for name, c in cfg.connectors.items():
-        t.add_row(
-            name,
-            c.endpoint,
-            "*** (set)",
-            c.auth,
-            c.identifier,
-            str(c.effective_partner_number),
-            str(c.batch_size),
-            f"{c.timeout:g}s",
-            str(c.retries),
-            str(c.concurrency),
-            f"{c.daily_limit:,}" if c.daily_limit else "none",
-        )
-    out.print(t)
-    s = Table(show_header=True)
-    for col in ("Segment", "segmentName", "Connector", "id_column", "status_column", "Params"):
-        s.add_column(col)
+        t = Table(title=f"connector {name}", title_justify="left", show_header=False)
+        t.add_column("setting")
+        t.add_column("value", overflow="fold")
+        rows = [
+            ("endpoint", c.endpoint),
+            ("token", "*** (set)"),
+            ("auth", c.auth),
+            ("identifier", f"{c.identifier} (customerType {c.customer_type})"),
+            ("partner_number", str(c.effective_partner_number)),
+            ("batch_size", str(c.batch_size)),
+            ("timeout", f"{c.timeout:g} s"),
+            ("retries", str(c.retries)),
+            ("concurrency", str(c.concurrency)),
+            ("daily_limit", f"{c.daily_limit:,}" if c.daily_limit else "none (Webhook Pro)"),
+        ]
+        for k, v in rows:
+            t.add_row(k, v)
+        out.print(t)
+    s = Table(title="segments", title_justify="left")
+    for col in ("segment", "segmentName", "connector", "id_column", "status_column", "params"):
+        s.add_column(col, overflow="fold")
     for key, seg in cfg.segments.items():
-        params = "every other column, as string" if seg.params is None else ", ".join(f"{p.name}:{p.type}" for p in seg.params)
+        params = "every other column" if seg.params is None else ", ".join(f"{p.name}:{p.type}" for p in seg.params)
         s.add_row(key, seg.name or key, seg.connector, seg.id_column, seg.status_column, params)
     out.print(s)
 

@@ -253,19 +253,28 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; see the config reference in the README)"
             report(tuple(err["loc"]), msg)
-    if config is not None:
-        for name, conn in config.connectors.items():
-            register_secret(conn.token.get_secret_value())
-            bad = endpoint_problem(conn.endpoint)
-            if bad:
-                report(("connectors", name, "endpoint"), f"endpoint {bad}")
-            if not conn.token.get_secret_value().strip():
+    # Checks pydantic cannot express run on the raw data too, so one pass lists every problem.
+    connectors = expanded.get("connectors") if isinstance(expanded.get("connectors"), dict) else {}
+    for name, conn in connectors.items():
+        if not isinstance(conn, dict):
+            continue
+        token = conn.get("token")
+        if isinstance(token, str):
+            register_secret(token)
+            if not token.strip():
                 report(("connectors", name, "token"), "token is empty")
-        for key, seg in config.segments.items():
-            if seg.connector not in config.connectors:
-                known = ", ".join(sorted(config.connectors))
-                report(("segments", key, "connector"), f"unknown connector {seg.connector!r} (known: {known})")
+        endpoint = conn.get("endpoint")
+        bad = endpoint_problem(endpoint) if isinstance(endpoint, str) else None
+        if bad:
+            report(("connectors", name, "endpoint"), f"endpoint {bad}")
+    segments = expanded.get("segments") if isinstance(expanded.get("segments"), dict) else {}
+    for key, seg in segments.items():
+        ref = seg.get("connector") if isinstance(seg, dict) else None
+        if isinstance(ref, str) and ref not in connectors:
+            known = ", ".join(sorted(connectors)) or "none"
+            report(("segments", key, "connector"), f"unknown connector {ref!r} (known: {known})")
     if found or config is None:
+        found.sort(key=lambda f: index.get(f[0], 0))
         raise ConfigError(shown, [f"{_where(shown, index, loc)}: {msg}" for loc, msg in found])
     return config
 

@@ -189,6 +189,8 @@ class Report:
 
 
 def _class(b: BatchRow) -> str:
+    if b.status_code is not None:
+        return error_class(b.status_code, b.error)
     if b.outcome == DRY_RUN:
         return "Dry run"
     if b.outcome == NOT_SENT:
@@ -197,7 +199,7 @@ def _class(b: BatchRow) -> str:
 
 
 def meaning(b: BatchRow) -> str:
-    if b.outcome == NOT_SENT:
+    if b.outcome == NOT_SENT and b.status_code is None:
         return MEANINGS["Not sent"]
     if b.outcome == DRY_RUN:
         return MEANINGS["Dry run"]

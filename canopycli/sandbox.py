@@ -174,7 +174,14 @@ class Sandbox:
 
     def handle(self, body: bytes) -> tuple[int, dict[str, Any], str | None]:
         """Status, JSON answer and the fault to act on (``drop`` / ``slow``) for an authorized POST."""
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        uuid = data.get("uuid") if isinstance(data, dict) else None
         with self._lock:
+            if isinstance(uuid, str):  # every attempt, failed or not: tests compare with the client's count
+                self.attempts_by_uuid[uuid] = self.attempts_by_uuid.get(uuid, 0) + 1
             self.stats["requests"] += 1
             self.stats["today"] += 1
             n = self.stats["requests"]
@@ -199,9 +206,7 @@ class Sandbox:
             with self._lock:
                 self.stats["bad_request"] += 1
             return 400, {"error": f"message larger than {MAX_BODY_BYTES} bytes"}, None
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        if data is None:
             with self._lock:
                 self.stats["bad_request"] += 1
             return 400, {"error": "body is not valid JSON"}, None
@@ -219,7 +224,6 @@ class Sandbox:
         uuid = data["uuid"]
         profiles = sum(len(c["customers"]) for c in data["campaigns"])
         with self._lock:
-            self.attempts_by_uuid[uuid] = self.attempts_by_uuid.get(uuid, 0) + 1
             if uuid in self._seen_uuids:
                 self.stats["duplicates"] += 1
                 return 200, {"status": "duplicate", "uuid": uuid}

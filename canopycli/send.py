@@ -91,12 +91,12 @@ class Result:
 
     @property
     def outcome_key(self) -> str:
+        if self.status_code is not None:
+            return f"HTTP {self.status_code}"
         if self.outcome == NOT_SENT:
             return "Not sent"
         if self.outcome == DRY_RUN:
             return "Dry run"
-        if self.status_code is not None:
-            return f"HTTP {self.status_code}"
         return self.error or "Other error"
 
 
@@ -227,9 +227,11 @@ class Sender:
         if reply.status in (401, 403):
             self._halt(STOP_CREDENTIALS)
         elif reply.status == 429:
+            # Deployteq did not process it: the profiles are not sent (and can be sent later).
             self._halt(STOP_DAILY_LIMIT)
             if reply.retry_after is not None:
                 self.retry_hint = f"the webhook asks to wait {int(reply.retry_after)} s"
+            return Result(batch, NOT_SENT, 429, attempts, "HTTP 429", reply.detail, reply.request_count)
         return Result(batch, FAILED, reply.status, attempts, f"HTTP {reply.status}", reply.detail, reply.request_count)
 
     def _halt(self, reason: str) -> None:

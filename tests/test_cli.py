@@ -1,0 +1,123 @@
+"""CLI layer: exact exit codes and key lines, through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from canopycli.cli import app
+from canopycli.errors import ExitCode
+
+from .conftest import TOKEN, emails, write_config, write_csv
+
+runner = CliRunner()
+COMMANDS = ["push", "validate-config", "sandbox", "demo"]
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    r = runner.invoke(app, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_exit_code_contract() -> None:
+    assert [int(c) for c in ExitCode][:7] == [0, 1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    code, out, _ = invoke(command, "--help")
+    assert code == 0 and "Usage:" in out and len(out.splitlines()) > 3
+
+
+def test_version() -> None:
+    code, out, _ = invoke("--version")
+    assert code == 0 and re.fullmatch(r"canopycli \d+\.\d+\.\d+\n", out)
+
+
+def test_validate_config_ok_redacts_token(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "https://webhook.myclang.com/app/api/rest/public/v2/project/datahook/data-receiver/32-x")
+    code, out, err = invoke("validate-config", str(cfg))
+    assert code == 0, err
+    assert "valid" in out and "*** (set)" in out and "WelcomeFlow" in out
+    assert TOKEN not in out + err
+
+
+def test_validate_config_default_path_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = invoke("validate-config")
+    assert code == 2 and "canopycli.yaml" in err and "file not found" in err
+    write_config(tmp_path / "elsewhere.yaml", "https://h.example/x")
+    monkeypatch.setenv("CANOPYCLI_CONFIG", str(tmp_path / "elsewhere.yaml"))
+    assert invoke("validate-config")[0] == 0
+
+
+def test_validate_config_lists_every_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CANOPY_TOKEN")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "connectors:\n  main:\n    endpoint: http://webhook.myclang.com/x?token=abc\n    token: ${CANOPY_TOKEN}\n"
+        "    identifier: email\nsegments:\n  S:\n    connector: other\n    id_column: email\n"
+    )
+    code, out, err = invoke("validate-config", str(cfg))
+    assert code == 2 and out == ""
+    assert "Traceback" not in err
+    assert f"{cfg}:4: connectors.main.token: environment variable CANOPY_TOKEN is not set" in err
+    assert f"{cfg}:5: connectors.main.identifier:" in err
+    assert f"{cfg}:3: connectors.main.endpoint: endpoint carries a token= query parameter" in err
+    assert f"{cfg}:8: segments.S.connector: unknown connector 'other' (known: main)" in err
+    assert "4 config problems" in err and "abc" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"mail,x\na@x.com,1\n", "s.csv", "no id column 'email' (columns: mail, x)"),
+        (b"\x00\x01\x02binary", "s.csv", "looks like a binary file"),
+        (b"", "s.csv", "is empty"),
+        (b"email\na@x.com\n", "s.xlsx", "cannot tell the format"),
+    ],
+)
+def test_unusable_input_is_exit_2_one_line(tmp_path: Path, content: bytes, name: str, message: str) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x")
+    (tmp_path / name).write_bytes(content)
+    code, out, err = invoke("push", str(tmp_path / name), "-c", str(cfg))
+    assert code == 2 and message in err and out == ""
+    assert err.startswith("Error: ") and "Traceback" not in err
+
+
+def test_out_without_dry_run_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x")
+    code, _, err = invoke("push", str(write_csv(tmp_path / "s.csv", emails(1))), "-c", str(cfg), "--out", "d")
+    assert code == 2 and "--dry-run" in err
+
+
+def test_bad_status_option(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x")
+    code, _, err = invoke("push", str(write_csv(tmp_path / "s.csv", emails(1))), "-c", str(cfg), "--status", "gone", "--dry-run")
+    assert code == 2 and "--status must be NEW, MODIFIED or REMOVED" in err
+
+
+def test_dry_run_table_and_counts(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x")
+    code, out, err = invoke("push", str(write_csv(tmp_path / "s.csv", emails(600))), "-c", str(cfg), "--dry-run", "-q")
+    assert code == 0, err
+    assert "(dry run)" in out and "Dry run" in out
+    assert re.search(r"rows read\s+600", out) and re.search(r"profiles not sent\s+600", out)
+    assert err == ""
+
+
+def test_unexpected_errors_are_one_line_unless_debug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import canopycli.cli as cli
+
+    def boom(*a: object, **k: object) -> None:
+        raise RuntimeError(f"kaboom {TOKEN}")
+
+    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x")
+    from canopycli.config import load_config
+
+    load_config(cfg)  # registers the token as a secret
+    monkeypatch.setattr(cli, "run_push", boom)
+    code, _, err = invoke("push", "x.csv", "-c", str(cfg))
+    assert code == 1 and "unexpected RuntimeError: kaboom ***" in err and TOKEN not in err
