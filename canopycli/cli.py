@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -86,7 +86,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
 ) -> None:
     """Push audience segment files (CSV, JSONL) to a Deployteq (CanopyDeploy) batch webhook."""
@@ -95,25 +95,25 @@ def _main(
 # --- shared options (defined once, used by push and sync) -----------------------------------
 
 ConfigOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--config", "-c", help="Config YAML. Default: $CANOPYCLI_CONFIG, else ./canopycli.yaml."),
 ]
 SegmentOpt = Annotated[
-    Optional[str], typer.Option("--segment", "-s", help="Segment key in the config (needed if it has several).")
+    str | None, typer.Option("--segment", "-s", help="Segment key in the config (needed if it has several).")
 ]
-FormatOpt = Annotated[Optional[str], typer.Option("--format", help="csv or jsonl. Default: from the file name.")]
-DelimiterOpt = Annotated[Optional[str], typer.Option("--delimiter", help="CSV delimiter. Default: sniffed (, ; TAB |).")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="csv or jsonl. Default: from the file name.")]
+DelimiterOpt = Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter. Default: sniffed (, ; TAB |).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Do everything but the network.")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", help="With --dry-run: write each request body to DIR as .json.")]
-ReportOpt = Annotated[Optional[Path], typer.Option("--report-json", help="Write the report as JSON to PATH.")]
-RejectsOpt = Annotated[Optional[Path], typer.Option("--rejects", help="Write rejected and duplicate rows to PATH (CSV).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="With --dry-run: write each request body to DIR as .json.")]
+ReportOpt = Annotated[Path | None, typer.Option("--report-json", help="Write the report as JSON to PATH.")]
+RejectsOpt = Annotated[Path | None, typer.Option("--rejects", help="Write rejected and duplicate rows to PATH (CSV).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or hints on stderr.")]
 ConcurrencyOpt = Annotated[
-    Optional[int], typer.Option("--concurrency", min=1, max=32, help="Requests in flight. Default: the connector's.")
+    int | None, typer.Option("--concurrency", min=1, max=32, help="Requests in flight. Default: the connector's.")
 ]
 
 
-def _resolved(config: Optional[Path], segment: Optional[str]) -> Resolved:
+def _resolved(config: Path | None, segment: str | None) -> Resolved:
     path = config_path(config)
     return resolve(load_config(path), segment, str(path))
 
@@ -154,7 +154,7 @@ class _ProgressView:
 
 
 def _finish(
-    report: Report, report_json: Optional[Path], quiet: bool, rejects: Optional[Path], after: tuple[str, ...] = ()
+    report: Report, report_json: Path | None, quiet: bool, rejects: Path | None, after: tuple[str, ...] = ()
 ) -> None:
     report.render(_stdout())
     for line in after:
@@ -168,7 +168,7 @@ def _finish(
         raise typer.Exit(int(code))
 
 
-def _hints(report: Report, rejects: Optional[Path]) -> None:
+def _hints(report: Report, rejects: Path | None) -> None:
     bad = report.rows_rejected + report.rows_duplicate
     if bad:
         for line, reason in report.reject_samples:
@@ -222,7 +222,9 @@ def push(
 @app.command("validate-config")
 @handle_errors
 def validate_config(
-    path: Annotated[Optional[Path], typer.Argument(help="Config YAML. Default: --config, $CANOPYCLI_CONFIG or ./canopycli.yaml.")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="Config YAML. Default: --config, $CANOPYCLI_CONFIG or ./canopycli.yaml.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Check a config (schema, env vars, endpoints, references) without sending anything."""
@@ -266,18 +268,24 @@ def _render_config(cfg: Config, shown: str) -> None:
 @handle_errors
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8042,
-    token: Annotated[Optional[str], typer.Option(help="Token to accept. Default: $CANOPY_TOKEN, else a new random one.")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Token to accept. Default: $CANOPY_TOKEN, else a new random one.")
+    ] = None,
     daily_limit: Annotated[int, typer.Option(help="Requests per day before 429 (0: no limit).")] = 50_000,
     fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests answered 500.")] = 0.0,
     fail_first: Annotated[int, typer.Option(min=0, help="Answer the first N requests with 500.")] = 0,
-    drop_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests whose connection is dropped.")] = 0.0,
-    slow_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests answered only after --slow-seconds.")] = 0.0,
+    drop_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of requests whose connection is dropped.")
+    ] = 0.0,
+    slow_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of requests answered only after --slow-seconds.")
+    ] = 0.0,
     slow_seconds: Annotated[float, typer.Option(min=0, help="Delay for --slow-rate requests.")] = 35.0,
     latency: Annotated[float, typer.Option(min=0, help="Seconds added to every request.")] = 0.0,
-    record: Annotated[Optional[Path], typer.Option(help="Append accepted batches to this JSONL file.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for the injected faults (reproducible runs).")] = None,
-    max_requests: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many requests.")] = None,
-    duration: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+    record: Annotated[Path | None, typer.Option(help="Append accepted batches to this JSONL file.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the injected faults (reproducible runs).")] = None,
+    max_requests: Annotated[int | None, typer.Option(min=1, help="Stop after this many requests.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
 ) -> None:
     """Run a local emulator of the Deployteq webhook receiver on 127.0.0.1."""
     tok = token or os.environ.get("CANOPY_TOKEN") or secrets.token_urlsafe(24)
@@ -336,7 +344,9 @@ def demo(
     with Sandbox(token, port=0, record=recording) as sb:
         connector = Connector(endpoint=sb.endpoint, token=token, identifier="hashed_email")  # type: ignore[arg-type]
         seg = Segment(connector="sandbox", id_column="email", params=DEMO_PARAMS)
-        resolved = Resolved(config_path="(demo)", connector_name="sandbox", connector=connector, segment_key="WelcomeFlow", segment=seg)
+        resolved = Resolved(
+            config_path="(demo)", connector_name="sandbox", connector=connector, segment_key="WelcomeFlow", segment=seg
+        )
         sample = resources.files("canopycli") / "data" / "sample_segment.csv"
         with resources.as_file(sample) as sample_path:
             if not quiet:

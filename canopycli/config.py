@@ -23,9 +23,7 @@ CONFIG_ENV = "CANOPYCLI_CONFIG"
 MAX_BATCH = 600  # the connector's documented ceiling ("500-600 profiles per batch")
 MAX_BODY_BYTES = 6_000_000  # "a JSON message up to 6 MB"; decimal MB, the safe reading
 
-ParamType = Literal[
-    "string", "number", "integer", "boolean", "date", "datetime", "gender", "optin", "yesno", "option"
-]
+ParamType = Literal["string", "number", "integer", "boolean", "date", "datetime", "gender", "optin", "yesno", "option"]
 
 
 class _Model(BaseModel):
@@ -130,7 +128,9 @@ def _expand(value: Any, loc: tuple[str | int, ...], problems: list[tuple[tuple[s
             if got is None or (got == "" and default is not None):
                 if default is not None:
                     return default
-                problems.append((loc, f"environment variable {name} is not set (export it, or write ${{{name}:-default}})"))
+                problems.append(
+                    (loc, f"environment variable {name} is not set (export it, or write ${{{name}:-default}})")
+                )
                 return ""
             return got
 

@@ -4,13 +4,9 @@
      ├── UsageError             exit 2: bad options, nothing sent
      │    ├── ConfigError       exit 2: the YAML config is invalid (lists every problem)
      │    └── InputError        exit 2: the input file is missing, binary or lacks a column
-     ├── QuotaError             exit 3: today's request budget cannot cover the push
-     ├── LockedError            exit 5: another push of the same segment is running
-     ├── MassRemovalError       exit 6: a snapshot would remove too much of a segment
-     └── StateError             exit 2: the state folder / journal cannot be used
 
 Delivery outcomes (a batch that failed, a 429, a 401) are not exceptions: they are
-recorded in the report, and the exit code is derived from it (see ``ExitCode.for_report``).
+recorded in the report, and the exit code is derived from it (``Report.exit_code``).
 Only ``cli.py`` turns these into process exit codes and messages.
 """
 
@@ -27,10 +23,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage, config or unreadable input: nothing sent
     DAILY_LIMIT = 3  # daily limit reached: some profiles not sent
     CREDENTIALS = 4  # the webhook rejected the credentials
-    LOCKED = 5  # another push of the same connector+segment is running
-    MASS_REMOVAL = 6  # sync would remove more than --max-remove of the segment
     INTERRUPTED = 130  # Ctrl-C
-    TERMINATED = 143  # SIGTERM
 
 
 class CanopyError(Exception):
@@ -67,22 +60,6 @@ class ConfigError(UsageError):
 
 class InputError(UsageError):
     pass
-
-
-class StateError(CanopyError):
-    exit_code = ExitCode.USAGE
-
-
-class QuotaError(CanopyError):
-    exit_code = ExitCode.DAILY_LIMIT
-
-
-class LockedError(CanopyError):
-    exit_code = ExitCode.LOCKED
-
-
-class MassRemovalError(CanopyError):
-    exit_code = ExitCode.MASS_REMOVAL
 
 
 # Secrets seen in this process (tokens from configs). Anything printed by the CLI passes

@@ -39,9 +39,7 @@ class Reject(NamedTuple):
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # The common shape of an address, checked cheaply; anything else goes to email-validator.
 # Everything this accepts, email-validator accepts too (a property test holds us to that).
-_FAST_EMAIL = re.compile(
-    r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}"
-)
+_FAST_EMAIL = re.compile(r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}")
 
 
 def email_is_valid(email: str) -> bool:
@@ -182,7 +180,9 @@ def conv_datetime(v: Any, p: Param) -> tuple[str, Any]:
 def conv_gender(v: Any, p: Param) -> tuple[str, Any]:
     canon = _GENDER_LOOKUP.get(_text(v).lower())
     if canon is None:
-        raise ValueError("is not a gender Deployteq knows (MAN, WOMAN, FAMILY, NONBINARY, UNKNOWN or a common spelling)")
+        raise ValueError(
+            "is not a gender Deployteq knows (MAN, WOMAN, FAMILY, NONBINARY, UNKNOWN or a common spelling)"
+        )
     return "string", canon
 
 

@@ -90,7 +90,9 @@ def run_push(
                     progress(report)
 
             encoder = Encoder(conn.endpoint, resolved.segment_name, conn.customer_type, conn.max_body_bytes)
-            stream = batches(profiles_from(source, normalizer, report, on_reject), encoder, conn.batch_size, on_batch_reject)
+            stream = batches(
+                profiles_from(source, normalizer, report, on_reject), encoder, conn.batch_size, on_batch_reject
+            )
             if opts.dry_run:
                 write_dry_run(stream, opts.out_dir, on_result)
             else:

@@ -73,7 +73,7 @@ def detect_format(name: str, explicit: str | None) -> Format | None:
 
 def open_source(path: str, fmt: str | None = None, delimiter: str | None = None) -> Source:
     """Open ``path`` (``-`` for stdin) and check it can be read, before anything is sent."""
-    fmt_ = detect_format(path, fmt) if path != "-" else (fmt and detect_format(path, fmt))
+    fmt_ = detect_format(path, fmt) if (path != "-" or fmt) else None
     raw: IO[bytes]
     size: int | None = None
     if path == "-":
@@ -106,19 +106,24 @@ def open_source(path: str, fmt: str | None = None, delimiter: str | None = None)
 
 
 def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str | None, size: int | None) -> Source:
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
     stream: IO[bytes] = buffered
     if buffered.peek(2)[:2] == b"\x1f\x8b":
         stream = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
-        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type,type-var]
     try:
         head = stream.peek(_SNIFF)[:_SNIFF]  # type: ignore[attr-defined]
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise InputError(f"{shown}: cannot read: {e}", hint="Is the .gz file complete?") from None
     if b"\x00" in head:
-        raise InputError(f"{shown}: looks like a binary file, not CSV or JSONL text", hint="Export the segment as UTF-8 CSV or JSONL.")
+        raise InputError(
+            f"{shown}: looks like a binary file, not CSV or JSONL text",
+            hint="Export the segment as UTF-8 CSV or JSONL.",
+        )
     if not head.strip(b"\xef\xbb\xbf \r\n\t"):
-        raise InputError(f"{shown}: is empty", hint="Expected a header line and rows (CSV) or one JSON object per line (JSONL).")
+        raise InputError(
+            f"{shown}: is empty", hint="Expected a header line and rows (CSV) or one JSON object per line (JSONL)."
+        )
     if fmt_ is None:  # stdin without --format: JSONL starts with '{'
         fmt_ = "jsonl" if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"{") else "csv"
     if fmt_ == "jsonl":
@@ -186,7 +191,7 @@ def _csv_records(lines: Iterator[tuple[int, str, bool]], header: list[str], deli
         if len(values) != width:
             yield line, f"has {len(values)} fields, the header has {width}"
             continue
-        yield line, dict(zip(header, values))
+        yield line, dict(zip(header, values, strict=True))
 
 
 def _jsonl_records(stream: IO[bytes]) -> Iterator[tuple[int, Record]]:

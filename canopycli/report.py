@@ -18,8 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ExitCode
-from .send import DELIVERED, DRY_RUN, FAILED, MEANINGS, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT
-from .send import STOP_INTERRUPTED, Result, error_class
+from .send import (
+    DELIVERED,
+    DRY_RUN,
+    FAILED,
+    MEANINGS,
+    NOT_SENT,
+    STOP_CREDENTIALS,
+    STOP_DAILY_LIMIT,
+    STOP_INTERRUPTED,
+    Result,
+    error_class,
+)
 
 COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
 
@@ -57,7 +67,7 @@ class Report:
     input: str
     dry_run: bool = False
     run_id: str | None = None
-    started: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    started: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     finished: str | None = None
     rows_read: int = 0
     rows_rejected: int = 0
@@ -82,7 +92,9 @@ class Report:
             self.profiles_not_sent += n
         self.requests += r.attempts
         self.batches.append(
-            BatchRow(r.batch.index, r.batch.uuid, n, r.outcome, r.status_code, r.attempts, r.error, r.detail, r.outcome_key)
+            BatchRow(
+                r.batch.index, r.batch.uuid, n, r.outcome, r.status_code, r.attempts, r.error, r.detail, r.outcome_key
+            )
         )
 
     def add_reject(self, line: int, reason: str, duplicate: bool = False) -> None:
@@ -94,7 +106,7 @@ class Report:
             self.reject_samples.append((line, reason))
 
     def finish(self) -> None:
-        self.finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.batches.sort(key=lambda b: b.index)
         self.check()
 
@@ -164,7 +176,13 @@ class Report:
         if self.run_id:
             title += f"  run {self.run_id}"
         table = Table(title=title, title_justify="left")
-        for col, just in (("Outcome", "left"), ("Class", "left"), ("Meaning", "left"), ("Batches", "right"), ("Profiles", "right")):
+        for col, just in (
+            ("Outcome", "left"),
+            ("Class", "left"),
+            ("Meaning", "left"),
+            ("Batches", "right"),
+            ("Profiles", "right"),
+        ):
             table.add_column(col, justify=just)  # type: ignore[arg-type]
         for g in self.outcomes():
             table.add_row(g["outcome"], g["error_class"], g["meaning"], f"{g['batches']:,}", f"{g['profiles']:,}")
@@ -174,7 +192,11 @@ class Report:
         counts = Table(show_header=False, box=None, pad_edge=False)
         counts.add_column(justify="left")
         counts.add_column(justify="right")
-        rows = [("rows read", self.rows_read), ("rows rejected", self.rows_rejected), ("rows duplicate", self.rows_duplicate)]
+        rows = [
+            ("rows read", self.rows_read),
+            ("rows rejected", self.rows_rejected),
+            ("rows duplicate", self.rows_duplicate),
+        ]
         if self.profiles_unchanged is not None:
             rows.append(("profiles unchanged", self.profiles_unchanged))
         rows += [

@@ -117,9 +117,21 @@ class Sandbox:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._seen_uuids: set[str] = set()
-        self.day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        self.day = dt.datetime.now(dt.UTC).date().isoformat()
         self.stats: dict[str, int] = dict.fromkeys(
-            ("requests", "today", "accepted", "duplicates", "profiles", "bad_request", "unauthorized", "limited", "faults", "dropped", "slow"),
+            (
+                "requests",
+                "today",
+                "accepted",
+                "duplicates",
+                "profiles",
+                "bad_request",
+                "unauthorized",
+                "limited",
+                "faults",
+                "dropped",
+                "slow",
+            ),
             0,
         )
         self.attempts_by_uuid: dict[str, int] = {}

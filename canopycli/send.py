@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt
-from tenacity import wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_any,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
 
 from . import __version__
 from .batch import Batch
@@ -187,23 +195,13 @@ class Sender:
                 return after
         return float(self.backoff(state))
 
-    def _stop(self, state: RetryCallState) -> bool:
-        if self.stop_reason is not None:
-            return True
-        outcome = state.outcome
-        if outcome is not None and not outcome.failed:
-            after = outcome.result().retry_after
-            if after is not None and after > MAX_RETRY_AFTER:
-                return True
-        return False
-
     # -- one batch, with retries ----------------------------------------------------------
 
     def send(self, batch: Batch) -> Result:
         if self.stop_reason is not None:
             return Result(batch, NOT_SENT)
         retrying = Retrying(
-            stop=stop_after_attempt(self.connector.retries + 1) | self._stop,
+            stop=stop_any(stop_after_attempt(self.connector.retries + 1), _StopWhenHalted(self)),
             wait=self._wait,
             retry=retry_if_exception_type((httpx.TimeoutException, httpx.TransportError))
             | retry_if_result(self._retryable),
@@ -253,6 +251,23 @@ class Sender:
         self.close()
 
 
+class _StopWhenHalted(stop_base):
+    """Give up retrying once the run has stopped, or when Retry-After asks for too long a wait."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def __call__(self, state: RetryCallState) -> bool:
+        if self.sender.stop_reason is not None:
+            return True
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            after = outcome.result().retry_after
+            if after is not None and after > MAX_RETRY_AFTER:
+                return True
+        return False
+
+
 def deliver(batches: Iterable[Batch], sender: Sender, on_result: Callable[[Result], None]) -> None:
     """Send batches with at most ``sender.concurrency`` requests in flight, while reading goes on.
 
@@ -278,7 +293,9 @@ def deliver(batches: Iterable[Batch], sender: Sender, on_result: Callable[[Resul
                 on_result(f.result())
 
 
-def _settle(inflight: set[Future[Result]], on_result: Callable[[Result], None]) -> tuple[set[Future[Result]], set[Future[Result]]]:
+def _settle(
+    inflight: set[Future[Result]], on_result: Callable[[Result], None]
+) -> tuple[set[Future[Result]], set[Future[Result]]]:
     done, pending = wait(inflight, return_when=FIRST_COMPLETED)
     for f in done:
         on_result(f.result())

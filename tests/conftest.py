@@ -71,7 +71,9 @@ def emails(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [{"email": f"user{i}@example.com", "firstName": f"Name{i}"} for i in range(start, start + n)]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     """The real CLI, in a subprocess, as a user or cron would run it."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

@@ -9,7 +9,9 @@ from canopycli.sandbox import validate_body
 
 def prof(i: int, pad: int = 0) -> Profile:
     cid = f"{i:064x}"
-    return Profile(i, cid, {"customerId": cid, "r42Status": "NEW", "params": [{"name": "p", "type": "string", "value": "x" * pad}]})
+    return Profile(
+        i, cid, {"customerId": cid, "r42Status": "NEW", "params": [{"name": "p", "type": "string", "value": "x" * pad}]}
+    )
 
 
 def enc(max_bytes: int = 6_000_000) -> Encoder:

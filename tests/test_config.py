@@ -29,7 +29,14 @@ def problems(text: str) -> list[str]:
 def test_good_config_has_documented_defaults() -> None:
     cfg = parse_config(GOOD, "c.yaml")
     c = cfg.connectors["main"]
-    assert (c.auth, c.batch_size, c.timeout, c.retries, c.concurrency, c.daily_limit) == ("query", 500, 30, 3, 4, 50_000)
+    assert (c.auth, c.batch_size, c.timeout, c.retries, c.concurrency, c.daily_limit) == (
+        "query",
+        500,
+        30,
+        3,
+        4,
+        50_000,
+    )
     assert c.token.get_secret_value() == TOKEN
     assert c.effective_partner_number == 1022 and c.customer_type == "HASHED_EMAIL"
     assert TOKEN not in repr(cfg)
@@ -39,7 +46,9 @@ def test_customer_id_partner_number_and_override() -> None:
     cfg = parse_config(GOOD.replace("hashed_email", "customer_id"), "c.yaml")
     assert cfg.connectors["main"].effective_partner_number == 1020
     assert cfg.connectors["main"].customer_type == "CLANG_ID"
-    cfg = parse_config(GOOD.replace("identifier: hashed_email", "identifier: hashed_email\n    partner_number: 7"), "c.yaml")
+    cfg = parse_config(
+        GOOD.replace("identifier: hashed_email", "identifier: hashed_email\n    partner_number: 7"), "c.yaml"
+    )
     assert cfg.connectors["main"].effective_partner_number == 7
 
 

@@ -88,12 +88,17 @@ def test_prehashed_passthrough_and_customer_id_mode(sandbox: Callable[..., Sandb
 
     data2 = tmp_path / "ids.jsonl"
     data2.write_text('{"cid": " C-1 ", "status": "removed"}\n{"cid": 42}\n{"cid": ""}\n')
-    cfg2 = write_config(tmp_path / "c2.yaml", sb.endpoint, connector={"identifier": "customer_id"}, segment={"id_column": "cid"})
+    cfg2 = write_config(
+        tmp_path / "c2.yaml", sb.endpoint, connector={"identifier": "customer_id"}, segment={"id_column": "cid"}
+    )
     p = run_cli("push", str(data2), "-c", str(cfg2), "--report-json", str(tmp_path / "r.json"))
     assert p.returncode == 0, p.stderr
     body = received(rec)[1]
     assert body["customerType"] == "CLANG_ID"
-    assert [(c["customerId"], c["r42Status"]) for c in body["campaigns"][0]["customers"]] == [("C-1", "REMOVED"), ("42", "NEW")]
+    assert [(c["customerId"], c["r42Status"]) for c in body["campaigns"][0]["customers"]] == [
+        ("C-1", "REMOVED"),
+        ("42", "NEW"),
+    ]
     assert report(tmp_path / "r.json")["rows_rejected"] == 1
 
 
@@ -108,7 +113,14 @@ def test_bearer_auth(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
 def test_wrong_token_exits_4_and_stops_spending_requests(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(token="a-different-token")
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 1})
-    p = run_cli("push", str(write_csv(tmp_path / "s.csv", emails(2000))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json"))
+    p = run_cli(
+        "push",
+        str(write_csv(tmp_path / "s.csv", emails(2000))),
+        "-c",
+        str(cfg),
+        "--report-json",
+        str(tmp_path / "r.json"),
+    )
     assert p.returncode == 4, p.stderr
     assert "rejected the credentials" in p.stderr
     r = report(tmp_path / "r.json")
@@ -121,7 +133,14 @@ def test_wrong_token_exits_4_and_stops_spending_requests(sandbox: Callable[..., 
 def test_500_then_success_retries_with_the_same_uuid(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(fail_first=2)
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 1})
-    p = run_cli("push", str(write_csv(tmp_path / "s.csv", emails(700))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json"))
+    p = run_cli(
+        "push",
+        str(write_csv(tmp_path / "s.csv", emails(700))),
+        "-c",
+        str(cfg),
+        "--report-json",
+        str(tmp_path / "r.json"),
+    )
     assert p.returncode == 0, p.stderr
     r = report(tmp_path / "r.json")
     assert [b["attempts"] for b in r["batches"]] == [3, 1]
@@ -132,7 +151,14 @@ def test_500_then_success_retries_with_the_same_uuid(sandbox: Callable[..., Sand
 def test_daily_limit_exits_3_with_honest_counts(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(daily_limit=2)
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 1})
-    p = run_cli("push", str(write_csv(tmp_path / "s.csv", emails(2234))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json"))
+    p = run_cli(
+        "push",
+        str(write_csv(tmp_path / "s.csv", emails(2234))),
+        "-c",
+        str(cfg),
+        "--report-json",
+        str(tmp_path / "r.json"),
+    )
     assert p.returncode == 3, p.stderr
     r = report(tmp_path / "r.json")
     assert (r["profiles_delivered"], r["profiles_failed"], r["profiles_not_sent"]) == (1000, 0, 1234)
@@ -145,7 +171,9 @@ def test_daily_limit_exits_3_with_honest_counts(sandbox: Callable[..., Sandbox],
 def test_failures_exit_1(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(fail_rate=1.0)
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"retries": 1})
-    p = run_cli("push", str(write_csv(tmp_path / "s.csv", emails(5))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json"))
+    p = run_cli(
+        "push", str(write_csv(tmp_path / "s.csv", emails(5))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json")
+    )
     assert p.returncode == 1
     r = report(tmp_path / "r.json")
     assert r["profiles_failed"] == 5 and r["batches"][0]["attempts"] == 2 and r["batches"][0]["error"] == "HTTP 500"
@@ -156,7 +184,17 @@ def test_dry_run_makes_no_request_and_writes_bodies(sandbox: Callable[..., Sandb
     sb = sandbox()
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
     out = tmp_path / "bodies"
-    p = run_cli("push", str(write_csv(tmp_path / "s.csv", emails(1234))), "-c", str(cfg), "--dry-run", "--out", str(out), "--report-json", str(tmp_path / "r.json"))
+    p = run_cli(
+        "push",
+        str(write_csv(tmp_path / "s.csv", emails(1234))),
+        "-c",
+        str(cfg),
+        "--dry-run",
+        "--out",
+        str(out),
+        "--report-json",
+        str(tmp_path / "r.json"),
+    )
     assert p.returncode == 0, p.stderr
     assert sb.snapshot()["requests"] == 0
     files = sorted(out.glob("*.json"))
@@ -174,7 +212,9 @@ def test_unreachable_endpoint_reports_connection_error_without_token(tmp_path: P
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     cfg = write_config(tmp_path / "c.yaml", f"http://127.0.0.1:{port}/hook", connector={"retries": 1, "timeout": 2})
-    p = run_cli("push", str(write_csv(tmp_path / "s.csv", emails(3))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json"))
+    p = run_cli(
+        "push", str(write_csv(tmp_path / "s.csv", emails(3))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json")
+    )
     assert p.returncode == 1
     assert "Connection error" in p.stdout
     assert not grep_token(p.stdout, p.stderr) and tree_has_token(tmp_path) == []
@@ -183,7 +223,15 @@ def test_unreachable_endpoint_reports_connection_error_without_token(tmp_path: P
 def test_stdin_and_jsonl_non_object_line(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox()
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
-    p = run_cli("push", "-", "-c", str(cfg), "--report-json", str(tmp_path / "r.json"), input=b'{"email":"a@example.com"}\n"just a string"\n')
+    p = run_cli(
+        "push",
+        "-",
+        "-c",
+        str(cfg),
+        "--report-json",
+        str(tmp_path / "r.json"),
+        input=b'{"email":"a@example.com"}\n"just a string"\n',
+    )
     assert p.returncode == 0, p.stderr
     r = report(tmp_path / "r.json")
     assert (r["rows_read"], r["rows_rejected"], r["profiles_delivered"]) == (2, 1, 1)

@@ -92,7 +92,11 @@ def test_default_params_are_every_other_column_as_string_and_empty_skipped() -> 
     assert got == Profile(
         2,
         sha("a@x.com"),
-        {"customerId": sha("a@x.com"), "r42Status": "MODIFIED", "params": [{"name": "firstName", "type": "string", "value": " Al "}]},
+        {
+            "customerId": sha("a@x.com"),
+            "r42Status": "MODIFIED",
+            "params": [{"name": "firstName", "type": "string", "value": " Al "}],
+        },
     )
 
 

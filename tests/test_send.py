@@ -11,7 +11,16 @@ import pytest
 from canopycli.batch import Batch, Encoder
 from canopycli.config import Connector
 from canopycli.normalize import Profile
-from canopycli.send import DELIVERED, FAILED, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT, Sender, deliver, parse_retry_after
+from canopycli.send import (
+    DELIVERED,
+    FAILED,
+    NOT_SENT,
+    STOP_CREDENTIALS,
+    STOP_DAILY_LIMIT,
+    Sender,
+    deliver,
+    parse_retry_after,
+)
 
 from .conftest import TOKEN
 
@@ -48,7 +57,11 @@ class Script:
 
 
 def sender(script: Script, sleeps: list[float] | None = None, **kw: object) -> Sender:
-    return Sender(conn(**kw), transport=httpx.MockTransport(script), sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return Sender(
+        conn(**kw),
+        transport=httpx.MockTransport(script),
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+    )
 
 
 def test_query_auth_puts_token_only_on_the_wire() -> None:
