@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
+import re
 import secrets
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,10 +24,13 @@ from rich.table import Table
 
 from . import __version__
 from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, resolve
-from .errors import CanopyError, ExitCode, scrub
-from .push import PushOptions, run_push
+from .errors import CanopyError, ExitCode, StateError, UsageError, scrub
+from .journal import Journal, RunRow
+from .push import Cancel, PushOptions, run_push, run_retry
 from .report import Report
 from .sandbox import Sandbox
+from .send import STOP_INTERRUPTED, STOP_TERMINATED
+from .state import state_dir
 
 app = typer.Typer(
     name="canopycli",
@@ -38,7 +45,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _stdout() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    # Piped output (cron mail, CI logs) is not squeezed into 80 columns.
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=wide)
 
 
 def _stderr() -> Console:
@@ -111,6 +120,33 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or hi
 ConcurrencyOpt = Annotated[
     int | None, typer.Option("--concurrency", min=1, max=32, help="Requests in flight. Default: the connector's.")
 ]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Journal and locks. Default: $CANOPYCLI_STATE_DIR, else the user state folder."),
+]
+AllowPartialOpt = Annotated[
+    bool, typer.Option("--allow-partial", help="Send what today's request budget allows; the rest waits for retry.")
+]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="If another push of the segment runs, wait for it (else exit 5).")
+]
+
+
+@contextmanager
+def _signals(cancel: Cancel) -> Iterator[None]:
+    """Ctrl-C / SIGTERM: stop taking batches, let in-flight ones finish, record, exit 130 / 143."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        cancel.set(STOP_INTERRUPTED if signum == signal.SIGINT else STOP_TERMINATED)
+        say("Stopping: finishing the requests in flight and recording the run (Ctrl-C again to abort at once).")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _resolved(config: Path | None, segment: str | None) -> Resolved:
@@ -210,13 +246,149 @@ def push(
     rejects: RejectsOpt = None,
     quiet: QuietOpt = False,
     concurrency: ConcurrencyOpt = None,
+    state_dir_: StateDirOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
-    """Validate, hash and batch a segment file, and POST it to the webhook."""
+    """Validate, hash and batch a segment file, and POST it to the webhook (journaled, resumable)."""
     resolved = _resolved(config, segment)
-    opts = PushOptions(file, format, delimiter, status, dry_run, out, rejects, concurrency)
-    with _ProgressView(quiet, f"push {resolved.segment_name}") as progress:
-        report = run_push(resolved, opts, progress=progress)
+    opts = PushOptions(
+        file, format, delimiter, status, dry_run, out, rejects, concurrency, allow_partial, wait, state_dir_
+    )
+    cancel = Cancel()
+    with _ProgressView(quiet, f"push {resolved.segment_name}") as progress, _signals(cancel):
+        report = run_push(resolved, opts, progress=progress, cancel=cancel)
+    if report.run_id and not quiet:
+        say(f"run {report.run_id}")
     _finish(report, report_json, quiet, rejects)
+
+
+@app.command()
+@handle_errors
+def retry(
+    run_id: Annotated[str | None, typer.Argument(help="The run to finish (see `canopycli runs`).")] = None,
+    last: Annotated[bool, typer.Option("--last", help="The most recent run.")] = False,
+    config: ConfigOpt = None,
+    report_json: ReportOpt = None,
+    quiet: QuietOpt = False,
+    concurrency: ConcurrencyOpt = None,
+    state_dir_: StateDirOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    wait: WaitOpt = False,
+) -> None:
+    """Resend a run's failed and not-sent batches (same uuids) with the token from --config."""
+    if bool(run_id) == last:
+        raise UsageError("name a run (canopycli retry RUN_ID) or pass --last")
+    path = config_path(config)
+
+    def resolved_for(run: RunRow) -> Resolved:
+        cfg = load_config(path)
+        if run.connector not in cfg.connectors:
+            raise StateError(
+                f"run {run.id} used connector {run.connector!r}, which {path} does not define",
+                hint="Retry with the config the run used (--config).",
+            )
+        seg = Segment.model_validate(run.settings["segment"])
+        return Resolved(
+            config_path=str(path),
+            connector_name=run.connector,
+            connector=cfg.connectors[run.connector],
+            segment_key=run.segment,
+            segment=seg,
+        )
+
+    opts = PushOptions("-", concurrency=concurrency, allow_partial=allow_partial, wait=wait, state_dir=state_dir_)
+    cancel = Cancel()
+    with _ProgressView(quiet, "retry") as progress, _signals(cancel):
+        report = run_retry(state_dir_, run_id, resolved_for, opts, progress=progress, cancel=cancel)
+    _finish(report, report_json, quiet, None)
+
+
+runs_app = typer.Typer(help="The run journal: list runs, show one, prune old ones.", no_args_is_help=False)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
+@handle_errors
+def runs_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 20,
+    state_dir_: StateDirOpt = None,
+) -> None:
+    """Recent runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with Journal(state_dir(state_dir_)) as journal:
+        rows = journal.runs(limit)
+        t = Table(title=f"runs in {journal.path}", title_justify="left")
+        for col, just in (
+            ("run", "left"),
+            ("started (UTC)", "left"),
+            ("command", "left"),
+            ("segment", "left"),
+            ("status", "left"),
+            ("exit", "right"),
+            ("rows", "right"),
+            ("delivered", "right"),
+            ("not delivered", "right"),
+        ):
+            t.add_column(col, justify=just)  # type: ignore[arg-type]
+        for run in rows:
+            report = Report.from_journal(run, journal.batches(run.id), run.command)
+            t.add_row(
+                run.id,
+                run.started[:19].replace("T", " "),
+                run.command,
+                f"{run.segment_name} via {run.connector}",
+                run.shown_status,
+                "" if run.exit_code is None else str(run.exit_code),
+                f"{run.rows_read:,}",
+                f"{report.profiles_delivered:,}",
+                f"{report.profiles_failed + report.profiles_not_sent:,}",
+            )
+    _stdout().print(t if rows else "no runs yet")
+
+
+@runs_app.command("show")
+@handle_errors
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="A run id from `canopycli runs`.")],
+    state_dir_: StateDirOpt = None,
+    report_json: ReportOpt = None,
+) -> None:
+    """One run: its batches by state and status code, and its row counts."""
+    with Journal(state_dir(state_dir_)) as journal:
+        run = journal.run(run_id)
+        report = Report.from_journal(run, journal.batches(run.id), run.command)
+    report.stop_reason = run.stop_reason
+    out = _stdout()
+    out.print(f"run {run.id}: {run.command} of {run.input} ({run.shown_status}, started {run.started})")
+    report.render(out)
+    by_state: dict[str, int] = {}
+    for b in report.batches:
+        by_state[b.outcome] = by_state.get(b.outcome, 0) + 1
+    out.print("batches by state: " + (", ".join(f"{k} {v}" for k, v in sorted(by_state.items())) or "none"))
+    if not run.spool_complete:
+        out.print("the run stopped before reading all of its input; `canopycli retry` reads the rest")
+    if report_json is not None:
+        report.write_json(report_json)
+
+
+@runs_app.command("prune")
+@handle_errors
+def runs_prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age like 30d, 12h or 90m.")] = "30d",
+    state_dir_: StateDirOpt = None,
+) -> None:
+    """Forget runs (and their stored batches) older than --older-than."""
+    m = re.fullmatch(r"(\d+)([dhm])", older_than.strip())
+    if not m:
+        raise UsageError(f"--older-than takes a number and d, h or m (like 30d), got {older_than!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    age = dt.timedelta(days=n) if unit == "d" else dt.timedelta(hours=n) if unit == "h" else dt.timedelta(minutes=n)
+    with Journal(state_dir(state_dir_)) as journal:
+        removed = journal.prune(dt.datetime.now(dt.UTC) - age)
+    typer.echo(f"pruned {removed} run(s) older than {older_than}")
 
 
 @app.command("validate-config")
@@ -352,7 +524,7 @@ def demo(
             if not quiet:
                 say(f"demo: pushing {sample_path.name} to a sandbox webhook at {sb.endpoint}")
             rejects = workdir / "rejects.csv"
-            opts = PushOptions(str(sample_path), rejects=rejects)
+            opts = PushOptions(str(sample_path), rejects=rejects, state_dir=workdir / "state")
             with _ProgressView(quiet, "demo") as progress:
                 report = run_push(resolved, opts, progress=progress)
         stats = sb.snapshot()

@@ -4,6 +4,9 @@
      ├── UsageError             exit 2: bad options, nothing sent
      │    ├── ConfigError       exit 2: the YAML config is invalid (lists every problem)
      │    └── InputError        exit 2: the input file is missing, binary or lacks a column
+     ├── StateError             exit 2: the state folder or journal cannot be used, or a run is unknown
+     ├── QuotaError             exit 3: today's request budget cannot cover the push
+     └── LockedError            exit 5: another push of the same connector+segment is running
 
 Delivery outcomes (a batch that failed, a 429, a 401) are not exceptions: they are
 recorded in the report, and the exit code is derived from it (``Report.exit_code``).
@@ -23,7 +26,9 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage, config or unreadable input: nothing sent
     DAILY_LIMIT = 3  # daily limit reached: some profiles not sent
     CREDENTIALS = 4  # the webhook rejected the credentials
-    INTERRUPTED = 130  # Ctrl-C
+    LOCKED = 5  # another push of the same connector+segment is running
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM
 
 
 class CanopyError(Exception):
@@ -60,6 +65,18 @@ class ConfigError(UsageError):
 
 class InputError(UsageError):
     pass
+
+
+class StateError(CanopyError):
+    exit_code = ExitCode.USAGE
+
+
+class QuotaError(CanopyError):
+    exit_code = ExitCode.DAILY_LIMIT
+
+
+class LockedError(CanopyError):
+    exit_code = ExitCode.LOCKED
 
 
 # Secrets seen in this process (tokens from configs). Anything printed by the CLI passes

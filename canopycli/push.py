@@ -1,21 +1,35 @@
-"""Push: the pipeline read -> normalize -> de-duplicate -> batch -> send (or write) -> report."""
+"""Push and retry: read -> normalize -> de-duplicate -> batch -> journal -> send -> report.
+
+A push is a *run* in the journal. Each batch is written to the journal (pending, with its body)
+before it is sent, and its outcome is committed as soon as it is known, so a run killed at any
+moment can be finished by ``retry``: unacknowledged batches are resent from the journal (same
+body, same uuid), and if the run died before it had read all of its input, the input is read
+again (after checking its SHA-256) and the batches it had not reached are added.
+
+A dry run touches neither the journal nor the network.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from .batch import Batch, Encoder, Seen, batches
-from .config import Resolved
-from .errors import InputError
+from .config import Resolved, Segment
+from .errors import InputError, StateError
+from .journal import FAILED, NOT_SENT, SENT, Journal, RunRow
 from .normalize import Normalizer, Profile, Reject
-from .read import Source, open_source
+from .quota import DailyQuota, requests_needed, retry_when
+from .read import Source, fingerprint, open_source
 from .report import RejectsWriter, Report
-from .send import DRY_RUN, Result, Sender, deliver
+from .send import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
+from .state import SegmentLock, state_dir
 
 
 @dataclass
@@ -28,9 +42,38 @@ class PushOptions:
     out_dir: Path | None = None
     rejects: Path | None = None
     concurrency: int | None = None
+    allow_partial: bool = False
+    wait: bool = False
+    state_dir: Path | None = None
+
+
+class Cancel:
+    """Set from a signal handler: stop taking new batches, let in-flight ones finish."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.sender: Sender | None = None
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self.sender is not None:
+            self.sender.halt(reason)
 
 
 ProgressHook = Callable[[Report], None]
+_STATE_OF = {DELIVERED: SENT}
+
+
+@dataclass
+class Transport:
+    """How requests go out: injectable for tests (``httpx.MockTransport``) and fake sleeps."""
+
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+# --- the stages ---------------------------------------------------------------------------
 
 
 def profiles_from(
@@ -57,49 +100,291 @@ def profiles_from(
         yield got
 
 
+def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
+    """Everything that shapes the batches of a run, so ``retry`` can rebuild them exactly."""
+    conn = resolved.connector
+    return {
+        "segment": resolved.segment.model_dump(mode="json"),
+        "segment_name": resolved.segment_name,
+        "identifier": conn.identifier,
+        "customer_type": conn.customer_type,
+        "batch_size": conn.batch_size,
+        "max_body_bytes": conn.max_body_bytes,
+        "status": opts.status,
+        "format": opts.format,
+        "delimiter": opts.delimiter,
+    }
+
+
+class Pipeline:
+    """Read -> normalize -> batch for one source, counting into ``report``."""
+
+    def __init__(
+        self, settings: dict[str, Any], endpoint: str, source: Source, report: Report, rejects: RejectsWriter | None
+    ) -> None:
+        segment = Segment.model_validate(settings["segment"])
+        self.normalizer = Normalizer(
+            segment, settings["identifier"], source.columns, settings["status"], source_name=source.name
+        )
+        self.encoder = Encoder(
+            endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
+        )
+        self.source, self.report, self.rejects = source, report, rejects
+        self.batch_size = settings["batch_size"]
+        self.in_batches = 0  # profiles handed out in batches so far
+
+    def on_reject(self, line: int, reason: str, record: object, duplicate: bool) -> None:
+        self.report.add_reject(line, reason, duplicate)
+        if self.rejects is not None:
+            self.rejects.write(line, reason, record)
+
+    def batches(self) -> Iterator[Batch]:
+        profiles = profiles_from(self.source, self.normalizer, self.report, self.on_reject)
+        for b in batches(
+            profiles, self.encoder, self.batch_size, lambda r: self.on_reject(r.line, r.reason, None, False)
+        ):
+            self.in_batches += b.profiles
+            yield b
+
+    def counts(self, complete: bool) -> dict[str, int | None]:
+        r = self.report
+        # Interrupted mid-file, rows read but not yet in a batch are not counted: retry reads them again.
+        read = r.rows_read if complete else r.rows_rejected + r.rows_duplicate + self.in_batches
+        return {"rows_read": read, "rows_rejected": r.rows_rejected, "rows_duplicate": r.rows_duplicate}
+
+
+# --- public entry points ---------------------------------------------------------------------
+
+
 def run_push(
     resolved: Resolved,
     opts: PushOptions,
     *,
-    transport: httpx.BaseTransport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    transport: Transport | None = None,
     progress: ProgressHook | None = None,
+    cancel: Cancel | None = None,
     command: str = "push",
 ) -> Report:
-    conn = resolved.connector
     if opts.out_dir is not None and not opts.dry_run:
         raise InputError("--out writes request bodies of a dry run; add --dry-run")
+    if opts.dry_run:
+        return _dry_run(resolved, opts, progress, command)
+    root = state_dir(opts.state_dir)
+    conn = resolved.connector
+    with (
+        SegmentLock(root, resolved.connector_name, resolved.segment_key).acquire(opts.wait, note=command),
+        Journal(root) as journal,
+    ):
+        source = open_source(opts.input, opts.format, opts.delimiter)
+        try:
+            settings = batch_settings(resolved, opts)
+            report = Report(command, resolved.segment_name, resolved.connector_name, source.name)
+            rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
+            try:
+                pipeline = Pipeline(settings, conn.endpoint, source, report, rejects)
+                digest, lines = fingerprint(opts.input) if opts.input != "-" else (None, None)
+                rows = None if lines is None else lines - (1 if source.format == "csv" else 0)
+                quota = DailyQuota(journal, conn.endpoint, conn.daily_limit)
+                quota.check(requests_needed(rows, conn.batch_size), opts.allow_partial)
+                run_id = journal.start_run(
+                    command=command,
+                    config_path=resolved.config_path,
+                    connector=resolved.connector_name,
+                    segment=resolved.segment_key,
+                    segment_name=resolved.segment_name,
+                    endpoint=conn.endpoint,
+                    input=str(Path(opts.input).resolve()) if opts.input != "-" else "-",
+                    input_sha256=digest,
+                    settings=settings,
+                )
+                report.run_id = run_id
+                _drive(
+                    journal,
+                    run_id,
+                    resolved,
+                    opts,
+                    quota,
+                    spool(journal, run_id, pipeline.batches()),
+                    report,
+                    transport,
+                    progress,
+                    cancel,
+                    pipeline,
+                )
+            finally:
+                if rejects is not None:
+                    rejects.close()
+        finally:
+            source.close()
+        return finish(journal, run_id, report)
+
+
+def run_retry(
+    journal_root: Path | None,
+    run_id: str | None,
+    resolved_for: Callable[[RunRow], Resolved],
+    opts: PushOptions,
+    *,
+    transport: Transport | None = None,
+    progress: ProgressHook | None = None,
+    cancel: Cancel | None = None,
+) -> Report:
+    """Resend a run's unacknowledged batches (and finish reading its input if it died early)."""
+    root = state_dir(journal_root)
+    with Journal(root) as journal:
+        run = journal.run(run_id) if run_id else journal.last_run()
+    resolved = resolved_for(run)
+    conn = resolved.connector
+    if conn.endpoint != run.endpoint:
+        raise StateError(
+            f"run {run.id} was sent to {run.endpoint}, but connector {run.connector!r} now points at {conn.endpoint}",
+            hint="Retry with the config the run used (--config), so the batches reach the same webhook.",
+        )
+    with SegmentLock(root, run.connector, run.segment).acquire(opts.wait, note="retry"), Journal(root) as journal:
+        run = journal.run(run.id)
+        journal.claim(run.id)
+        report = Report("retry", run.segment_name, run.connector, run.input or "-", run_id=run.id)
+        quota = DailyQuota(journal, conn.endpoint, conn.daily_limit)
+        stream: Iterable[Batch] = journal.unacked(run.id)
+        needed: int | None = journal.count_unacked(run.id)
+        source = None
+        pipeline = None
+        if not run.spool_complete:
+            source, pipeline = _reopen(run, report)
+            stream = chain(stream, spool(journal, run.id, pipeline.batches(), skip_below=run.batches_spooled))
+            needed = None
+        try:
+            quota.check(needed, opts.allow_partial)
+            _drive(journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline)
+        finally:
+            if source is not None:
+                source.close()
+        return finish(journal, run.id, report)
+
+
+# --- the machinery shared by push and retry -------------------------------------------------
+
+
+def spool(journal: Journal, run_id: str, stream: Iterator[Batch], skip_below: int = 0) -> Iterator[Batch]:
+    """Write each batch to the journal (pending, with its body) before it may be sent."""
+    for b in stream:
+        if b.index < skip_below:
+            if journal.batch_uuid(run_id, b.index) != b.uuid:
+                raise StateError(
+                    f"run {run_id}: batch {b.index + 1} came out different when the input was read again",
+                    hint="The input or its mapping changed since the run; push the file as a new run instead.",
+                )
+            continue
+        journal.add_batch(run_id, b)
+        yield b
+
+
+def _reopen(run: RunRow, report: Report) -> tuple[Source, Pipeline]:
+    """The input of a run that died before reading all of it, checked to be the same bytes."""
+    if not run.input or run.input == "-" or not run.input_sha256:
+        raise StateError(
+            f"run {run.id} read stdin and stopped before reading all of it; the unread part is gone",
+            hint="Its unacknowledged batches can still be resent, but push the rest as a new run.",
+        )
+    if not Path(run.input).exists():
+        raise StateError(
+            f"run {run.id} stopped before reading all of {run.input}, and that file is gone",
+            hint="Restore the file to finish the run.",
+        )
+    digest, _ = fingerprint(run.input)
+    if digest != run.input_sha256:
+        raise StateError(
+            f"run {run.id} stopped before reading all of {run.input}, and the file has changed since",
+            hint="Restore the original file to finish the run, or push the new file as a new run.",
+        )
+    s = run.settings
+    source = open_source(run.input, s["format"], s["delimiter"])
+    return source, Pipeline(s, run.endpoint, source, report, None)
+
+
+def _drive(
+    journal: Journal,
+    run_id: str,
+    resolved: Resolved,
+    opts: PushOptions,
+    quota: DailyQuota,
+    stream: Iterable[Batch],
+    report: Report,
+    transport: Transport | None,
+    progress: ProgressHook | None,
+    cancel: Cancel | None,
+    pipeline: Pipeline | None,
+) -> None:
+    t = transport or Transport()
+    cancel = cancel or Cancel()
+
+    def until_cancelled(it: Iterable[Batch]) -> Iterator[Batch]:
+        for b in it:
+            if cancel.reason is not None:
+                return
+            yield b
+
+    def on_result(r: Result) -> None:
+        state = _STATE_OF.get(r.outcome, FAILED if r.outcome == "failed" else NOT_SENT)
+        journal.record(run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail)
+        quota.save()
+        report.add_result(r)
+        if progress is not None:
+            progress(report)
+
+    sender = Sender(
+        resolved.connector,
+        transport=t.transport,
+        sleep=t.sleep,
+        concurrency=opts.concurrency,
+        before_request=quota.take,
+        on_count=quota.observe,
+    )
+    cancel.sender = sender
+    completed = False
+    try:
+        with sender:
+            deliver(until_cancelled(stream), sender, on_result)
+        completed = cancel.reason is None
+    finally:
+        quota.save()
+        report.stop_reason = cancel.reason or sender.stop_reason
+        if report.stop_reason == STOP_DAILY_LIMIT:
+            report.retry_hint = (sender.retry_hint + "; " if sender.retry_hint else "") + f"retry {retry_when()}"
+        if pipeline is not None:
+            journal.spooled(run_id, pipeline.counts(completed), completed)
+        cancel.sender = None
+
+
+def finish(journal: Journal, run_id: str, live: Report) -> Report:
+    """Close the run in the journal and report it from there (so retry reports the whole run)."""
+    report = Report.from_journal(journal.run(run_id), journal.batches(run_id), live.command)
+    report.stop_reason, report.retry_hint, report.reject_samples = (
+        live.stop_reason,
+        live.retry_hint,
+        live.reject_samples,
+    )
+    report.finish()
+    status = live.stop_reason if live.stop_reason in ("interrupted", "terminated") else "finished"
+    journal.finish_run(run_id, status, int(report.exit_code), live.stop_reason)
+    return report
+
+
+def _dry_run(resolved: Resolved, opts: PushOptions, progress: ProgressHook | None, command: str) -> Report:
     source = open_source(opts.input, opts.format, opts.delimiter)
     try:
-        normalizer = Normalizer(resolved.segment, conn.identifier, source.columns, opts.status, source_name=source.name)
-        report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=opts.dry_run)
+        report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=True)
         rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
         try:
-
-            def on_reject(line: int, reason: str, record: object, duplicate: bool) -> None:
-                report.add_reject(line, reason, duplicate)
-                if rejects is not None:
-                    rejects.write(line, reason, record)
-
-            def on_batch_reject(r: Reject) -> None:
-                on_reject(r.line, r.reason, None, False)
-
-            def on_result(r: Result) -> None:
-                report.add_result(r)
+            pipeline = Pipeline(batch_settings(resolved, opts), resolved.connector.endpoint, source, report, rejects)
+            if opts.out_dir is not None:
+                opts.out_dir.mkdir(parents=True, exist_ok=True)
+            for b in pipeline.batches():
+                if opts.out_dir is not None:
+                    (opts.out_dir / f"{b.index + 1:05d}-{b.uuid}.json").write_bytes(b.body)
+                report.add_result(Result(b, DRY_RUN))
                 if progress is not None:
                     progress(report)
-
-            encoder = Encoder(conn.endpoint, resolved.segment_name, conn.customer_type, conn.max_body_bytes)
-            stream = batches(
-                profiles_from(source, normalizer, report, on_reject), encoder, conn.batch_size, on_batch_reject
-            )
-            if opts.dry_run:
-                write_dry_run(stream, opts.out_dir, on_result)
-            else:
-                with Sender(conn, transport=transport, sleep=sleep, concurrency=opts.concurrency) as sender:
-                    deliver(stream, sender, on_result)
-                    report.stop_reason = sender.stop_reason
-                    report.retry_hint = sender.retry_hint
         finally:
             if rejects is not None:
                 rejects.close()
@@ -107,12 +392,3 @@ def run_push(
         source.close()
     report.finish()
     return report
-
-
-def write_dry_run(stream: Iterator[Batch], out_dir: Path | None, on_result: Callable[[Result], None]) -> None:
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    for b in stream:
-        if out_dir is not None:
-            (out_dir / f"{b.index + 1:05d}-{b.uuid}.json").write_bytes(b.body)
-        on_result(Result(b, DRY_RUN))

@@ -211,3 +211,27 @@ def _jsonl_records(stream: IO[bytes]) -> Iterator[tuple[int, Record]]:
             yield n, f"not a JSON object (got {type(obj).__name__})"
             continue
         yield n, obj
+
+
+def fingerprint(path: str) -> tuple[str, int]:
+    """SHA-256 of the file's bytes and its number of (decompressed) lines.
+
+    The digest lets ``retry`` re-read the same input safely; the line count bounds how many
+    requests a push can need, for the daily-quota check before anything is sent.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    lines = 0
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+        fh.seek(0)
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+            if not gz:
+                lines += chunk.count(b"\n")
+    if gz:
+        with gzip.open(path, "rb") as g:
+            for chunk in iter(lambda: g.read(1 << 20), b""):
+                lines += chunk.count(b"\n")
+    return h.hexdigest(), lines

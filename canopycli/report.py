@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ExitCode
+from .journal import BatchRow as JournalBatch
+from .journal import RunRow
 from .send import (
     DELIVERED,
     DRY_RUN,
@@ -27,10 +29,13 @@ from .send import (
     STOP_CREDENTIALS,
     STOP_DAILY_LIMIT,
     STOP_INTERRUPTED,
+    STOP_TERMINATED,
     Result,
     error_class,
+    outcome_key,
 )
 
+_OUTCOME_OF_STATE = {"sent": DELIVERED, "failed": FAILED, "not_sent": NOT_SENT, "pending": NOT_SENT}
 COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
 
 
@@ -82,6 +87,27 @@ class Report:
     batches: list[BatchRow] = field(default_factory=list)
     reject_samples: list[tuple[int, str]] = field(default_factory=list)
 
+    @classmethod
+    def from_journal(cls, run: RunRow, batches: list[JournalBatch], command: str) -> Report:
+        """The whole run as the journal knows it: every batch, whichever process sent it."""
+        r = cls(command, run.segment_name, run.connector, run.input or "-", run_id=run.id, started=run.started)
+        r.rows_read, r.rows_rejected, r.rows_duplicate = run.rows_read, run.rows_rejected, run.rows_duplicate
+        r.profiles_unchanged = run.profiles_unchanged
+        for b in batches:
+            outcome = _OUTCOME_OF_STATE[b.state]
+            if outcome == DELIVERED:
+                r.profiles_delivered += b.profiles
+            elif outcome == FAILED:
+                r.profiles_failed += b.profiles
+            else:
+                r.profiles_not_sent += b.profiles
+            r.requests += b.attempts
+            key = outcome_key(outcome, b.status_code, b.last_error)
+            r.batches.append(
+                BatchRow(b.idx, b.uuid, b.profiles, outcome, b.status_code, b.attempts, b.last_error, b.detail, key)
+            )
+        return r
+
     def add_result(self, r: Result) -> None:
         n = r.batch.profiles
         if r.outcome == DELIVERED:
@@ -125,6 +151,8 @@ class Report:
             return ExitCode.DAILY_LIMIT
         if self.stop_reason == STOP_INTERRUPTED:
             return ExitCode.INTERRUPTED
+        if self.stop_reason == STOP_TERMINATED:
+            return ExitCode.TERMINATED
         if self.profiles_failed or (self.profiles_not_sent and not self.dry_run):
             return ExitCode.FAILED
         return ExitCode.OK

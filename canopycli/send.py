@@ -45,7 +45,13 @@ MAX_RETRY_AFTER = 120.0  # seconds; a longer Retry-After fails the batch (retry 
 COUNT_HEADER = "X-Clang-Request-Count"
 
 DELIVERED, FAILED, NOT_SENT, DRY_RUN = "delivered", "failed", "not_sent", "dry_run"
-STOP_CREDENTIALS, STOP_DAILY_LIMIT, STOP_INTERRUPTED = "credentials", "daily_limit", "interrupted"
+STOP_CREDENTIALS, STOP_DAILY_LIMIT = "credentials", "daily_limit"
+STOP_INTERRUPTED, STOP_TERMINATED = "interrupted", "terminated"
+
+
+class _NotMade(Exception):
+    """The run has stopped, or today's request budget is used up: the request is not made."""
+
 
 # Meanings from the connector's documented status list, plus Data Activation's error classes.
 MEANINGS: dict[str, str] = {
@@ -99,13 +105,18 @@ class Result:
 
     @property
     def outcome_key(self) -> str:
-        if self.status_code is not None:
-            return f"HTTP {self.status_code}"
-        if self.outcome == NOT_SENT:
-            return "Not sent"
-        if self.outcome == DRY_RUN:
-            return "Dry run"
-        return self.error or "Other error"
+        return outcome_key(self.outcome, self.status_code, self.error)
+
+
+def outcome_key(outcome: str, status_code: int | None, error: str | None) -> str:
+    """The row of the report table a batch falls in: its HTTP status, else its error class."""
+    if status_code is not None:
+        return f"HTTP {status_code}"
+    if outcome == NOT_SENT:
+        return "Not sent"
+    if outcome == DRY_RUN:
+        return "Dry run"
+    return error or "Other error"
 
 
 @dataclass
@@ -139,8 +150,12 @@ class Sender:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         concurrency: int | None = None,
+        before_request: Callable[[], bool] | None = None,
+        on_count: Callable[[int], None] | None = None,
     ) -> None:
         self.connector = connector
+        self._before_request = before_request
+        self._on_count = on_count
         self._token = connector.token.get_secret_value()
         self.concurrency = concurrency or connector.concurrency
         headers = {"Content-Type": "application/json", "User-Agent": f"canopycli/{__version__}"}
@@ -170,8 +185,12 @@ class Sender:
     # -- one request --------------------------------------------------------------------
 
     def _post(self, batch: Batch) -> _Reply:
+        if self.stop_reason is not None or (self._before_request is not None and not self._before_request()):
+            raise _NotMade
         r = self._client.post(self.connector.endpoint, content=batch.body)
         count = r.headers.get(COUNT_HEADER)
+        if count and count.isdigit() and self._on_count is not None:
+            self._on_count(int(count))
         detail = None
         if r.status_code >= 300:
             text = r.text[:300].strip().replace("\n", " ")
@@ -209,7 +228,14 @@ class Sender:
             retry_error_callback=lambda state: state,
             reraise=False,
         )
-        got: Any = retrying(self._post, batch)
+        try:
+            got: Any = retrying(self._post, batch)
+        except _NotMade:
+            if self.stop_reason is None:
+                self._halt(STOP_DAILY_LIMIT)
+            made = retrying.statistics.get("attempt_number", 1) - 1
+            error = "Daily limit" if self.stop_reason == STOP_DAILY_LIMIT else None
+            return Result(batch, NOT_SENT, None, made, error)
         attempts = retrying.statistics.get("attempt_number", 1)
         if isinstance(got, RetryCallState):  # gave up: last outcome was retryable
             if got.outcome is None:

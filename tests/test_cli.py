@@ -14,7 +14,7 @@ from canopycli.errors import ExitCode
 from .conftest import TOKEN, emails, write_config, write_csv
 
 runner = CliRunner()
-COMMANDS = ["push", "validate-config", "sandbox", "demo"]
+COMMANDS = ["push", "validate-config", "sandbox", "demo", "retry", "runs", "runs show", "runs prune"]
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -23,12 +23,12 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_exit_code_contract() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 130, 143]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
-    code, out, _ = invoke(command, "--help")
+    code, out, _ = invoke(*command.split(), "--help")
     assert code == 0 and "Usage:" in out and len(out.splitlines()) > 3
 
 

@@ -1,0 +1,117 @@
+"""Journal, quota and lock units, and the journal-backed CLI commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from canopycli.batch import Encoder
+from canopycli.cli import app
+from canopycli.errors import LockedError, QuotaError
+from canopycli.journal import FAILED, PENDING, SENT, Journal
+from canopycli.normalize import Profile
+from canopycli.quota import DailyQuota, requests_needed
+from canopycli.state import SegmentLock
+
+from .conftest import emails, write_config, write_csv
+
+
+def batch(i: int):  # noqa: ANN201
+    cid = f"{i:064x}"
+    [b], _ = Encoder("https://h/x", "S", "HASHED_EMAIL", 6_000_000).encode(
+        [Profile(i, cid, {"customerId": cid, "r42Status": "NEW", "params": []})], i
+    )
+    return b
+
+
+def start(j: Journal) -> str:
+    return j.start_run(
+        command="push", config_path="c.yaml", connector="main", segment="S", segment_name="S",
+        endpoint="https://h/x", input="in.csv", input_sha256="ab", settings={"batch_size": 500},
+    )  # fmt: skip
+
+
+def test_batches_state_and_body_dropped_on_ack(tmp_path: Path) -> None:
+    with Journal(tmp_path) as j:
+        run = start(j)
+        for i in range(3):
+            j.add_batch(run, batch(i))
+        j.record(run, 0, SENT, 200, 1, None, None)
+        j.record(run, 1, FAILED, 500, 4, "HTTP 500", "oops")
+        assert [b.state for b in j.batches(run)] == [SENT, FAILED, PENDING]
+        again = list(j.unacked(run))
+        assert [b.index for b in again] == [1, 2]
+        assert again[0].body == batch(1).body and again[0].uuid == batch(1).uuid
+        assert j.db.execute("SELECT body IS NULL FROM batches WHERE idx=0").fetchone() == (1,)
+        assert j.run(run).batches_spooled == 3
+        assert j.last_run().id == run
+
+
+def test_prune(tmp_path: Path) -> None:
+    with Journal(tmp_path) as j:
+        run = start(j)
+        j.add_batch(run, batch(0))
+        j.finish_run(run, "finished", 0, None)
+        assert j.prune(dt.datetime.now(dt.UTC) - dt.timedelta(days=1)) == 0
+        assert j.prune(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)) == 1
+        assert j.runs() == [] and j.db.execute("SELECT COUNT(*) FROM batches").fetchone() == (0,)
+
+
+def test_quota_take_observe_and_check(tmp_path: Path) -> None:
+    with Journal(tmp_path) as j:
+        q = DailyQuota(j, "https://h/x", 3)
+        assert [q.take() for _ in range(4)] == [True, True, True, False]
+        q.save()
+        assert DailyQuota(j, "https://h/x", 3).remaining() == 0
+        q2 = DailyQuota(j, "https://h/other", 10)
+        q2.observe(8)
+        assert q2.remaining() == 2
+        with pytest.raises(QuotaError, match="needs about 5 requests but only 2"):
+            q2.check(5, allow_partial=False)
+        q2.check(5, allow_partial=True)
+        DailyQuota(j, "https://h/pro", None).check(10**6, allow_partial=False)
+    assert requests_needed(1001, 500) == 3 and requests_needed(None, 500) is None
+
+
+def test_lock_excludes_a_second_holder_and_is_freed_when_its_process_dies(tmp_path: Path) -> None:
+    with SegmentLock(tmp_path, "main", "S").acquire():
+        with pytest.raises(LockedError, match=f"another push of S is running \\(pid {os.getpid()}\\)"):
+            SegmentLock(tmp_path, "main", "S").acquire()
+        SegmentLock(tmp_path, "main", "Other").acquire().release()  # other segments are free
+    # a process that takes the lock and dies without releasing it
+    code = (
+        "import sys, os; from pathlib import Path; from canopycli.state import SegmentLock;"
+        f"SegmentLock(Path({str(tmp_path)!r}), 'main', 'S').acquire(); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    SegmentLock(tmp_path, "main", "S").acquire().release()
+
+
+def test_runs_commands_and_prune_cli(tmp_path: Path, sandbox) -> None:  # noqa: ANN001
+    sb = sandbox()
+    runner = CliRunner()
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
+    data = write_csv(tmp_path / "s.csv", emails(700))
+    r = runner.invoke(app, ["push", str(data), "-c", str(cfg)])
+    assert r.exit_code == 0, r.stderr
+    run_id = r.stderr.split("run ")[1].split()[0]
+    r = runner.invoke(app, ["runs"])
+    assert r.exit_code == 0 and run_id in r.stdout and "finished" in r.stdout
+    r = runner.invoke(app, ["runs", "show", run_id])
+    assert r.exit_code == 0 and "batches by state: delivered 2" in r.stdout
+    r = runner.invoke(app, ["runs", "show", "nope"])
+    assert r.exit_code == 2 and "no run 'nope'" in r.stderr
+    r = runner.invoke(app, ["runs", "prune", "--older-than", "soon"])
+    assert r.exit_code == 2 and "--older-than" in r.stderr
+    r = runner.invoke(app, ["runs", "prune", "--older-than", "30d"])
+    assert r.exit_code == 0 and "pruned 0 run(s)" in r.stdout
+    r = runner.invoke(app, ["retry"])
+    assert r.exit_code == 2 and "--last" in r.stderr
+    r = runner.invoke(app, ["retry", "--last", "-c", str(cfg)])
+    assert r.exit_code == 0 and sb.snapshot()["requests"] == 2  # nothing left to send
