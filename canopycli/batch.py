@@ -31,6 +31,7 @@ class Batch:
     body: bytes
     customer_ids: list[str]
     lines: list[int] = field(repr=False)
+    removals: int = 0  # sync: REMOVED profiles that come from the baseline (line 0), not from input rows
 
     @property
     def profiles(self) -> int:
@@ -77,7 +78,8 @@ class Encoder:
         u = self.batch_uuid(customers_json)
         body = self.body(u, customers_json)
         if len(body) <= self.max_body_bytes:
-            batch = Batch(first_index, u, body, [p.customer_id for p in profiles], [p.line for p in profiles])
+            lines = [p.line for p in profiles]
+            batch = Batch(first_index, u, body, [p.customer_id for p in profiles], lines, lines.count(0))
             return [batch], []
         if len(profiles) == 1:
             limit = self.max_body_bytes

@@ -26,11 +26,12 @@ from . import __version__
 from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, resolve
 from .errors import CanopyError, ExitCode, StateError, UsageError, scrub
 from .journal import Journal, RunRow
-from .push import Cancel, PushOptions, run_push, run_retry
+from .push import Cancel, PushOptions, SyncOptions, run_push, run_retry
 from .report import Report
 from .sandbox import Sandbox
 from .send import STOP_INTERRUPTED, STOP_TERMINATED
-from .state import state_dir
+from .state import SegmentLock, state_dir
+from .sync import export_baseline, import_baseline, scope_of
 
 app = typer.Typer(
     name="canopycli",
@@ -38,7 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # rich tracebacks show locals, and locals can hold the token
-    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -226,13 +226,17 @@ def _hints(report: Report, rejects: Path | None) -> None:
         )
     elif code == ExitCode.FAILED:
         failed = sum(1 for b in report.batches if b.outcome == "failed")
-        say(f"{failed:,} batch(es) failed after retries; see the table above (and --report-json for each batch).")
+        waiting = sum(b.profiles for b in report.batches if b.outcome in ("failed", "not_sent"))
+        again = f"canopycli retry {report.run_id}" if report.run_id else "the same command"
+        say(
+            f"{failed:,} batch(es) failed after retries; {waiting:,} profiles are not delivered. Send them with: {again}"
+        )
 
 
 @app.command()
 @handle_errors
 def push(
-    file: Annotated[str, typer.Argument(help="CSV or JSONL file (optionally .gz); - reads stdin.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="CSV or JSONL file (optionally .gz); - reads stdin.")],
     config: ConfigOpt = None,
     segment: SegmentOpt = None,
     status: Annotated[
@@ -263,10 +267,67 @@ def push(
     _finish(report, report_json, quiet, rejects)
 
 
+def _share(value: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", value)
+    if not m or not 0 <= float(m.group(1)) <= 100:
+        raise UsageError(f"--max-remove takes a percentage from 0 to 100 (like 50 or 50%), got {value!r}")
+    return float(m.group(1)) / 100
+
+
+@app.command()
+@handle_errors
+def sync(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="The full current membership of the segment: CSV or JSONL (optionally .gz); - reads stdin.",
+        ),
+    ],
+    config: ConfigOpt = None,
+    segment: SegmentOpt = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Send the whole snapshot as NEW and rebuild the baseline.")
+    ] = False,
+    max_remove: Annotated[
+        str,
+        typer.Option(
+            "--max-remove", help="Refuse (exit 6) a snapshot that removes more than this share of the segment."
+        ),
+    ] = "50%",
+    force: Annotated[bool, typer.Option("--force", help="Send the removals even past --max-remove.")] = False,
+    format: FormatOpt = None,  # noqa: A002
+    delimiter: DelimiterOpt = None,
+    dry_run: DryRunOpt = False,
+    out: OutOpt = None,
+    report_json: ReportOpt = None,
+    rejects: RejectsOpt = None,
+    quiet: QuietOpt = False,
+    concurrency: ConcurrencyOpt = None,
+    state_dir_: StateDirOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    wait: WaitOpt = False,
+) -> None:
+    """Send only what changed since the last acknowledged sync: NEW, MODIFIED and REMOVED profiles."""
+    resolved = _resolved(config, segment)
+    opts = PushOptions(
+        file, format, delimiter, "NEW", dry_run, out, rejects, concurrency, allow_partial, wait, state_dir_
+    )
+    options = SyncOptions(full=full, max_remove=_share(max_remove), force=force)
+    cancel = Cancel()
+    with _ProgressView(quiet, f"sync {resolved.segment_name}") as progress, _signals(cancel):
+        report = run_push(resolved, opts, sync=options, progress=progress, cancel=cancel)
+    if report.run_id and not quiet:
+        say(f"run {report.run_id}")
+    _finish(report, report_json, quiet, rejects)
+
+
 @app.command()
 @handle_errors
 def retry(
-    run_id: Annotated[str | None, typer.Argument(help="The run to finish (see `canopycli runs`).")] = None,
+    run_id: Annotated[
+        str | None, typer.Argument(metavar="RUN_ID", help="The run to finish (see `canopycli runs`).")
+    ] = None,
     last: Annotated[bool, typer.Option("--last", help="The most recent run.")] = False,
     config: ConfigOpt = None,
     report_json: ReportOpt = None,
@@ -306,6 +367,88 @@ def retry(
 
 runs_app = typer.Typer(help="The run journal: list runs, show one, prune old ones.", no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
+
+
+state_app = typer.Typer(help="Sync baselines: the last acknowledged state of each segment.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("show")
+@handle_errors
+def state_show(state_dir_: StateDirOpt = None) -> None:
+    """Every sync baseline: connector, segment, profiles, last sync run."""
+    with Journal(state_dir(state_dir_)) as journal:
+        scopes = journal.scopes()
+        t = Table(title=f"sync baselines in {journal.path}", title_justify="left")
+        for col in ("connector", "segment", "identifier", "profiles", "updated (UTC)", "last run"):
+            t.add_column(col, justify="right" if col == "profiles" else "left")
+        for sc in scopes:
+            t.add_row(
+                sc["connector"],
+                sc["segment"],
+                sc["identifier"],
+                f"{sc['profiles']:,}",
+                sc["updated"][:19].replace("T", " "),
+                sc["last_run"] or "",
+            )
+    _stdout().print(t if scopes else "no sync baselines yet")
+
+
+@state_app.command("export")
+@handle_errors
+def state_export(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write it (JSON Lines; .gz compresses).")],
+    config: ConfigOpt = None,
+    segment: SegmentOpt = None,
+    state_dir_: StateDirOpt = None,
+) -> None:
+    """Write a segment's baseline to a portable file (e.g. a CI artifact)."""
+    r = _resolved(config, segment)
+    with Journal(state_dir(state_dir_)) as journal:
+        n = export_baseline(
+            journal,
+            scope_of(r.connector_name, r.segment_key),
+            r.connector_name,
+            r.segment_key,
+            r.connector.identifier,
+            file,
+        )
+    typer.echo(f"exported {n:,} profiles of {r.segment_name} to {file}")
+
+
+@state_app.command("import")
+@handle_errors
+def state_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A file made by `canopycli state export`.")],
+    config: ConfigOpt = None,
+    segment: SegmentOpt = None,
+    state_dir_: StateDirOpt = None,
+) -> None:
+    """Replace a segment's baseline with an exported one."""
+    r = _resolved(config, segment)
+    root = state_dir(state_dir_)
+    scope = scope_of(r.connector_name, r.segment_key)
+    with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state import"), Journal(root) as journal:
+        n, _ = import_baseline(journal, scope, r.connector.identifier, file)
+        journal.touch_scope(scope, r.connector_name, r.segment_key, r.connector.identifier, None)
+    typer.echo(f"imported {n:,} profiles into the baseline of {r.segment_name}")
+
+
+@state_app.command("reset")
+@handle_errors
+def state_reset(
+    config: ConfigOpt = None,
+    segment: SegmentOpt = None,
+    state_dir_: StateDirOpt = None,
+) -> None:
+    """Forget a segment's baseline: the next sync sends the whole snapshot as NEW."""
+    r = _resolved(config, segment)
+    root = state_dir(state_dir_)
+    scope = scope_of(r.connector_name, r.segment_key)
+    with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state reset"), Journal(root) as journal:
+        n = journal.baseline_size(scope)
+        journal.replace_baseline(scope, iter(()))
+    typer.echo(f"forgot {n:,} profiles of {r.segment_name}; the next sync sends the whole snapshot as NEW")
 
 
 @runs_app.callback(invoke_without_command=True)
@@ -352,7 +495,7 @@ def runs_list(
 @runs_app.command("show")
 @handle_errors
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="A run id from `canopycli runs`.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id from `canopycli runs`.")],
     state_dir_: StateDirOpt = None,
     report_json: ReportOpt = None,
 ) -> None:
@@ -395,7 +538,8 @@ def runs_prune(
 @handle_errors
 def validate_config(
     path: Annotated[
-        Path | None, typer.Argument(help="Config YAML. Default: --config, $CANOPYCLI_CONFIG or ./canopycli.yaml.")
+        Path | None,
+        typer.Argument(metavar="PATH", help="Config YAML. Default: --config, $CANOPYCLI_CONFIG or ./canopycli.yaml."),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -446,6 +590,7 @@ def sandbox(
     daily_limit: Annotated[int, typer.Option(help="Requests per day before 429 (0: no limit).")] = 50_000,
     fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests answered 500.")] = 0.0,
     fail_first: Annotated[int, typer.Option(min=0, help="Answer the first N requests with 500.")] = 0,
+    fail_requests: Annotated[str, typer.Option(help="Answer these requests (1-based, like 2,5) with 500.")] = "",
     drop_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Share of requests whose connection is dropped.")
     ] = 0.0,
@@ -467,6 +612,7 @@ def sandbox(
         daily_limit=daily_limit or None,
         fail_rate=fail_rate,
         fail_first=fail_first,
+        fail_requests=_numbers(fail_requests),
         drop_rate=drop_rate,
         slow_rate=slow_rate,
         slow_seconds=slow_seconds,
@@ -492,6 +638,13 @@ def sandbox(
     finally:
         sb.stop()
         typer.echo(f"sandbox stopped: {sb.snapshot()}", err=True)
+
+
+def _numbers(text: str) -> set[int]:
+    try:
+        return {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise UsageError(f"--fail-requests takes request numbers like 2,5, got {text!r}") from None
 
 
 DEMO_PARAMS = [

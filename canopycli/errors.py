@@ -6,7 +6,8 @@
      │    └── InputError        exit 2: the input file is missing, binary or lacks a column
      ├── StateError             exit 2: the state folder or journal cannot be used, or a run is unknown
      ├── QuotaError             exit 3: today's request budget cannot cover the push
-     └── LockedError            exit 5: another push of the same connector+segment is running
+     ├── LockedError            exit 5: another push of the same connector+segment is running
+     └── MassRemovalError       exit 6: a sync would remove more of a segment than --max-remove
 
 Delivery outcomes (a batch that failed, a 429, a 401) are not exceptions: they are
 recorded in the report, and the exit code is derived from it (``Report.exit_code``).
@@ -27,6 +28,7 @@ class ExitCode(IntEnum):
     DAILY_LIMIT = 3  # daily limit reached: some profiles not sent
     CREDENTIALS = 4  # the webhook rejected the credentials
     LOCKED = 5  # another push of the same connector+segment is running
+    MASS_REMOVAL = 6  # a sync would remove more than --max-remove of the segment: nothing sent
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -77,6 +79,10 @@ class QuotaError(CanopyError):
 
 class LockedError(CanopyError):
     exit_code = ExitCode.LOCKED
+
+
+class MassRemovalError(CanopyError):
+    exit_code = ExitCode.MASS_REMOVAL
 
 
 # Secrets seen in this process (tokens from configs). Anything printed by the CLI passes

@@ -15,6 +15,7 @@ loses nothing that was committed.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import secrets
@@ -63,6 +64,7 @@ CREATE TABLE IF NOT EXISTS batches (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     detail TEXT,
+    removals INTEGER NOT NULL DEFAULT 0,
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     body BLOB,
@@ -75,10 +77,25 @@ CREATE TABLE IF NOT EXISTS requests (
     PRIMARY KEY (endpoint, day)
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE TABLE IF NOT EXISTS baseline (
+    scope TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (scope, customer_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scopes (
+    scope TEXT PRIMARY KEY,
+    connector TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    last_run TEXT
+);
 """
 
 PENDING, SENT, FAILED, NOT_SENT = "pending", "sent", "failed", "not_sent"
-UNACKED = (PENDING, FAILED, NOT_SENT)
+SUPERSEDED = "superseded"  # an unacknowledged sync batch made obsolete by a newer sync
+DONE = (SENT, SUPERSEDED)  # never sent again
 
 
 def now() -> str:
@@ -133,6 +150,7 @@ class BatchRow:
     last_error: str | None
     detail: str | None
     updated: str
+    removals: int
 
 
 def _alive(pid: int | None) -> bool:
@@ -156,6 +174,9 @@ class Journal:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            cols = {r[1] for r in self.db.execute("PRAGMA table_info(batches)")}
+            if "removals" not in cols:  # a journal from before sync
+                self.db.execute("ALTER TABLE batches ADD COLUMN removals INTEGER NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as e:
             raise StateError(
                 f"cannot use the journal {self.path}: {e}", hint="Check the state folder (--state-dir)."
@@ -273,8 +294,9 @@ class Journal:
     def add_batch(self, run_id: str, batch: Batch) -> None:
         t = now()
         self._x(
-            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, body) VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.body),
+            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, body, removals)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.body, batch.removals),
         )
         self._x("UPDATE runs SET batches_spooled=? WHERE id=?", (batch.index + 1, run_id))
 
@@ -287,14 +309,43 @@ class Journal:
         attempts: int,
         error: str | None,
         detail: str | None,
+        baseline: tuple[str, bytes] | None = None,
     ) -> None:
-        """A batch's outcome; an acknowledged batch's body is dropped (it is never needed again)."""
+        """A batch's outcome, in one transaction with the baseline move it implies (sync runs).
+
+        ``baseline`` is (scope, body) of a sync batch; it moves only if the batch was acknowledged.
+        An acknowledged batch's body is dropped: it is never needed again.
+        """
         drop = ", body=NULL" if state == SENT else ""
-        self._x(
-            f"UPDATE batches SET state=?, status_code=?, attempts=attempts+?, last_error=?, detail=?, updated=?{drop}"
-            " WHERE run_id=? AND idx=?",
-            (state, status_code, attempts, error, detail, now(), run_id, idx),
-        )
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.execute(
+                    f"UPDATE batches SET state=?, status_code=?, attempts=attempts+?, last_error=?, detail=?, updated=?{drop}"
+                    " WHERE run_id=? AND idx=?",
+                    (state, status_code, attempts, error, detail, now(), run_id, idx),
+                )
+                if state == SENT and baseline is not None:
+                    self._move_baseline(*baseline)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def _move_baseline(self, scope: str, body: bytes) -> None:
+        from .sync import baseline_changes  # the digest rule lives with the diff
+
+        upserts, deletes = baseline_changes(body)
+        if upserts:
+            self.db.executemany(
+                "INSERT INTO baseline (scope, customer_id, digest) VALUES (?,?,?)"
+                " ON CONFLICT(scope, customer_id) DO UPDATE SET digest=excluded.digest",
+                [(scope, cid, d) for cid, d in upserts],
+            )
+        if deletes:
+            self.db.executemany(
+                "DELETE FROM baseline WHERE scope=? AND customer_id=?", [(scope, cid) for cid in deletes]
+            )
 
     def batch_uuid(self, run_id: str, idx: int) -> str | None:
         row = self._x("SELECT uuid FROM batches WHERE run_id=? AND idx=?", (run_id, idx)).fetchone()
@@ -302,7 +353,8 @@ class Journal:
 
     def batches(self, run_id: str) -> list[BatchRow]:
         rows = self._x(
-            "SELECT idx, uuid, profiles, state, status_code, attempts, last_error, detail, updated FROM batches WHERE run_id=? ORDER BY idx",
+            "SELECT idx, uuid, profiles, state, status_code, attempts, last_error, detail, updated, removals"
+            " FROM batches WHERE run_id=? ORDER BY idx",
             (run_id,),
         ).fetchall()
         return [BatchRow(*r) for r in rows]
@@ -312,16 +364,69 @@ class Journal:
         idxs = [
             r[0]
             for r in self._x(
-                "SELECT idx FROM batches WHERE run_id=? AND state != ? ORDER BY idx", (run_id, SENT)
+                "SELECT idx FROM batches WHERE run_id=? AND state NOT IN (?,?) ORDER BY idx", (run_id, *DONE)
             ).fetchall()
         ]
         for idx in idxs:
-            row = self._x("SELECT uuid, profiles, body FROM batches WHERE run_id=? AND idx=?", (run_id, idx)).fetchone()
-            uuid, profiles, body = row
-            yield Batch(idx, uuid, bytes(body), [""] * profiles, [])
+            row = self._x(
+                "SELECT uuid, profiles, body, removals FROM batches WHERE run_id=? AND idx=?", (run_id, idx)
+            ).fetchone()
+            uuid, profiles, body, removals = row
+            yield Batch(idx, uuid, bytes(body), [""] * profiles, [], removals)
 
     def count_unacked(self, run_id: str) -> int:
-        return int(self._x("SELECT COUNT(*) FROM batches WHERE run_id=? AND state != ?", (run_id, SENT)).fetchone()[0])
+        sql = "SELECT COUNT(*) FROM batches WHERE run_id=? AND state NOT IN (?,?)"
+        return int(self._x(sql, (run_id, *DONE)).fetchone()[0])
+
+    # -- sync baselines ----------------------------------------------------------------------
+
+    def touch_scope(self, scope: str, connector: str, segment: str, identifier: str, run_id: str | None) -> None:
+        self._x(
+            "INSERT INTO scopes (scope, connector, segment, identifier, updated, last_run) VALUES (?,?,?,?,?,?)"
+            " ON CONFLICT(scope) DO UPDATE SET updated=excluded.updated, last_run=COALESCE(excluded.last_run, last_run),"
+            " identifier=excluded.identifier",
+            (scope, connector, segment, identifier, now(), run_id),
+        )
+
+    def scopes(self) -> list[dict[str, Any]]:
+        rows = self._x(
+            "SELECT s.scope, s.connector, s.segment, s.identifier, s.updated, s.last_run,"
+            " (SELECT COUNT(*) FROM baseline b WHERE b.scope = s.scope) FROM scopes s ORDER BY s.scope"
+        ).fetchall()
+        keys = ("scope", "connector", "segment", "identifier", "updated", "last_run", "profiles")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def baseline_size(self, scope: str) -> int:
+        return int(self._x("SELECT COUNT(*) FROM baseline WHERE scope=?", (scope,)).fetchone()[0])
+
+    def baseline_rows(self, scope: str) -> Iterator[tuple[str, bytes]]:
+        yield from self.db.execute(
+            "SELECT customer_id, digest FROM baseline WHERE scope=? ORDER BY customer_id", (scope,)
+        )
+
+    def replace_baseline(self, scope: str, rows: Iterator[tuple[str, bytes]]) -> int:
+        """The scope's baseline becomes exactly ``rows`` (all or nothing)."""
+        n = 0
+        with self._lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.execute("DELETE FROM baseline WHERE scope=?", (scope,))
+                while chunk := [(scope, cid, d) for cid, d in itertools.islice(rows, 10_000)]:
+                    self.db.executemany("INSERT INTO baseline (scope, customer_id, digest) VALUES (?,?,?)", chunk)
+                    n += len(chunk)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return n
+
+    def supersede(self, connector: str, segment: str) -> int:
+        """Unacknowledged batches of earlier syncs of this segment are never sent: the new diff replaces them."""
+        return self._x(
+            "UPDATE batches SET state=?, body=NULL, updated=? WHERE state NOT IN (?,?) AND run_id IN"
+            " (SELECT id FROM runs WHERE command='sync' AND connector=? AND segment=?)",
+            (SUPERSEDED, now(), *DONE, connector, segment),
+        ).rowcount
 
     # -- daily request counter ---------------------------------------------------------------
 

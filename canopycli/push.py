@@ -6,7 +6,10 @@ moment can be finished by ``retry``: unacknowledged batches are resent from the 
 body, same uuid), and if the run died before it had read all of its input, the input is read
 again (after checking its SHA-256) and the batches it had not reached are added.
 
-A dry run touches neither the journal nor the network.
+``sync`` (see ``sync.py``) runs through the same machinery: only the stage that turns the input
+into batches differs (a diff against the baseline instead of the rows themselves).
+
+A dry run touches neither the journal nor the network, and never moves a sync baseline.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -30,6 +33,7 @@ from .read import Source, fingerprint, open_source
 from .report import RejectsWriter, Report
 from .send import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
 from .state import SegmentLock, state_dir
+from .sync import SyncPipeline, scope_of
 
 
 @dataclass
@@ -45,6 +49,13 @@ class PushOptions:
     allow_partial: bool = False
     wait: bool = False
     state_dir: Path | None = None
+
+
+@dataclass
+class SyncOptions:
+    full: bool = False  # send the whole snapshot as NEW and rebuild the baseline
+    max_remove: float = 0.5  # refuse (exit 6) a snapshot that removes more than this share
+    force: bool = False  # ... unless forced
 
 
 class Cancel:
@@ -116,8 +127,16 @@ def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
     }
 
 
+class Stage(Protocol):
+    """Turns an input into batches (push: its rows; sync: the diff), counting into a report."""
+
+    def batches(self) -> Iterator[Batch]: ...
+
+    def counts(self, complete: bool) -> dict[str, int | None]: ...
+
+
 class Pipeline:
-    """Read -> normalize -> batch for one source, counting into ``report``."""
+    """Read -> normalize -> de-duplicate -> batch for one change file, counting into ``report``."""
 
     def __init__(
         self, settings: dict[str, Any], endpoint: str, source: Source, report: Report, rejects: RejectsWriter | None
@@ -160,57 +179,92 @@ def run_push(
     resolved: Resolved,
     opts: PushOptions,
     *,
+    sync: SyncOptions | None = None,
     transport: Transport | None = None,
     progress: ProgressHook | None = None,
     cancel: Cancel | None = None,
-    command: str = "push",
 ) -> Report:
+    """``push`` a change file, or (with ``sync``) ``sync`` a full snapshot."""
+    command = "sync" if sync is not None else "push"
     if opts.out_dir is not None and not opts.dry_run:
         raise InputError("--out writes request bodies of a dry run; add --dry-run")
-    if opts.dry_run:
-        return _dry_run(resolved, opts, progress, command)
-    root = state_dir(opts.state_dir)
     conn = resolved.connector
-    with (
-        SegmentLock(root, resolved.connector_name, resolved.segment_key).acquire(opts.wait, note=command),
-        Journal(root) as journal,
-    ):
+    settings = batch_settings(resolved, opts)
+    if opts.dry_run and sync is None:
+
+        def change_file(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
+            return Pipeline(settings, conn.endpoint, source, report, rejects)
+
+        return _dry_run(change_file, resolved, opts, progress, command)
+    root = state_dir(opts.state_dir)
+    lock = SegmentLock(root, resolved.connector_name, resolved.segment_key)
+    with lock.acquire(opts.wait, note=command), Journal(root) as journal:
+        scope = scope_of(resolved.connector_name, resolved.segment_key) if sync is not None else None
+        if opts.dry_run and sync is not None:
+
+            def build(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
+                return SyncPipeline(
+                    settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
+                )
+
+            return _dry_run(build, resolved, opts, progress, command)
         source = open_source(opts.input, opts.format, opts.delimiter)
         try:
-            settings = batch_settings(resolved, opts)
             report = Report(command, resolved.segment_name, resolved.connector_name, source.name)
             rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
             try:
-                pipeline = Pipeline(settings, conn.endpoint, source, report, rejects)
-                digest, lines = fingerprint(opts.input) if opts.input != "-" else (None, None)
-                rows = None if lines is None else lines - (1 if source.format == "csv" else 0)
-                quota = DailyQuota(journal, conn.endpoint, conn.daily_limit)
-                quota.check(requests_needed(rows, conn.batch_size), opts.allow_partial)
-                run_id = journal.start_run(
-                    command=command,
-                    config_path=resolved.config_path,
-                    connector=resolved.connector_name,
-                    segment=resolved.segment_key,
-                    segment_name=resolved.segment_name,
-                    endpoint=conn.endpoint,
-                    input=str(Path(opts.input).resolve()) if opts.input != "-" else "-",
-                    input_sha256=digest,
-                    settings=settings,
-                )
-                report.run_id = run_id
-                _drive(
-                    journal,
-                    run_id,
-                    resolved,
-                    opts,
-                    quota,
-                    spool(journal, run_id, pipeline.batches()),
-                    report,
-                    transport,
-                    progress,
-                    cancel,
-                    pipeline,
-                )
+                stage: Stage
+                digest = None
+                if sync is None:
+                    stage = Pipeline(settings, conn.endpoint, source, report, rejects)
+                    digest, lines = fingerprint(opts.input) if opts.input != "-" else (None, None)
+                    rows = None if lines is None else lines - (1 if source.format == "csv" else 0)
+                    needed = requests_needed(rows, conn.batch_size)
+                else:
+                    stage = SyncPipeline(
+                        settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
+                    )
+                    needed = stage.needed_requests()
+                try:
+                    quota = DailyQuota(journal, conn.endpoint, conn.daily_limit)
+                    quota.check(needed, opts.allow_partial)
+                    run_id = journal.start_run(
+                        command=command,
+                        config_path=resolved.config_path,
+                        connector=resolved.connector_name,
+                        segment=resolved.segment_key,
+                        segment_name=resolved.segment_name,
+                        endpoint=conn.endpoint,
+                        input=str(Path(opts.input).resolve()) if opts.input != "-" else "-",
+                        input_sha256=digest,
+                        settings=settings,
+                    )
+                    report.run_id = run_id
+                    if scope is not None and sync is not None:
+                        journal.supersede(resolved.connector_name, resolved.segment_key)
+                        if sync.full:
+                            journal.replace_baseline(scope, iter(()))
+                        journal.touch_scope(
+                            scope, resolved.connector_name, resolved.segment_key, conn.identifier, run_id
+                        )
+                    batches_ = spool(journal, run_id, stage.batches())
+                    _drive(
+                        journal,
+                        run_id,
+                        resolved,
+                        opts,
+                        quota,
+                        batches_,
+                        report,
+                        transport,
+                        progress,
+                        cancel,
+                        stage,
+                        scope,
+                    )
+                finally:
+                    if isinstance(stage, SyncPipeline):
+                        stage.close()
             finally:
                 if rejects is not None:
                     rejects.close()
@@ -249,16 +303,21 @@ def run_retry(
         needed: int | None = journal.count_unacked(run.id)
         source = None
         pipeline = None
-        if not run.spool_complete:
+        scope = scope_of(run.connector, run.segment) if run.command == "sync" else None
+        if not run.spool_complete and scope is None:
             source, pipeline = _reopen(run, report)
             stream = chain(stream, spool(journal, run.id, pipeline.batches(), skip_below=run.batches_spooled))
             needed = None
         try:
             quota.check(needed, opts.allow_partial)
-            _drive(journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline)
+            _drive(journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline, scope)
         finally:
             if source is not None:
                 source.close()
+        if not run.spool_complete and scope is not None:
+            report.retry_hint = (
+                "this sync stopped before its diff was complete: the next `canopycli sync` sends the rest"
+            )
         return finish(journal, run.id, report)
 
 
@@ -313,20 +372,25 @@ def _drive(
     transport: Transport | None,
     progress: ProgressHook | None,
     cancel: Cancel | None,
-    pipeline: Pipeline | None,
+    stage: Stage | None,
+    scope: str | None = None,
 ) -> None:
+    """Send ``stream`` and record every outcome; ``scope``: the sync baseline that acks move."""
     t = transport or Transport()
     cancel = cancel or Cancel()
 
     def until_cancelled(it: Iterable[Batch]) -> Iterator[Batch]:
+        # A push stops reading at once (the file may be huge; retry reads the rest). A sync's
+        # diff is done already: its remaining batches are journaled as not sent, for retry.
         for b in it:
-            if cancel.reason is not None:
+            if cancel.reason is not None and scope is None:
                 return
             yield b
 
     def on_result(r: Result) -> None:
         state = _STATE_OF.get(r.outcome, FAILED if r.outcome == "failed" else NOT_SENT)
-        journal.record(run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail)
+        baseline = (scope, r.batch.body) if scope is not None and state == SENT else None
+        journal.record(run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail, baseline)
         quota.save()
         report.add_result(r)
         if progress is not None:
@@ -345,14 +409,14 @@ def _drive(
     try:
         with sender:
             deliver(until_cancelled(stream), sender, on_result)
-        completed = cancel.reason is None
+        completed = cancel.reason is None or scope is not None
     finally:
         quota.save()
         report.stop_reason = cancel.reason or sender.stop_reason
         if report.stop_reason == STOP_DAILY_LIMIT:
             report.retry_hint = (sender.retry_hint + "; " if sender.retry_hint else "") + f"retry {retry_when()}"
-        if pipeline is not None:
-            journal.spooled(run_id, pipeline.counts(completed), completed)
+        if stage is not None:
+            journal.spooled(run_id, stage.counts(completed), completed)
         cancel.sender = None
 
 
@@ -370,21 +434,29 @@ def finish(journal: Journal, run_id: str, live: Report) -> Report:
     return report
 
 
-def _dry_run(resolved: Resolved, opts: PushOptions, progress: ProgressHook | None, command: str) -> Report:
+def _dry_run(
+    build: Callable[[Source, Report, RejectsWriter | None], Stage],
+    resolved: Resolved,
+    opts: PushOptions,
+    progress: ProgressHook | None,
+    command: str,
+) -> Report:
     source = open_source(opts.input, opts.format, opts.delimiter)
     try:
         report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=True)
         rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
         try:
-            pipeline = Pipeline(batch_settings(resolved, opts), resolved.connector.endpoint, source, report, rejects)
+            stage = build(source, report, rejects)
             if opts.out_dir is not None:
                 opts.out_dir.mkdir(parents=True, exist_ok=True)
-            for b in pipeline.batches():
+            for b in stage.batches():
                 if opts.out_dir is not None:
                     (opts.out_dir / f"{b.index + 1:05d}-{b.uuid}.json").write_bytes(b.body)
                 report.add_result(Result(b, DRY_RUN))
                 if progress is not None:
                     progress(report)
+            if isinstance(stage, SyncPipeline):
+                stage.close()
         finally:
             if rejects is not None:
                 rejects.close()

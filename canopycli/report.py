@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ExitCode
+from .journal import SUPERSEDED, RunRow
 from .journal import BatchRow as JournalBatch
-from .journal import RunRow
 from .send import (
     DELIVERED,
     DRY_RUN,
@@ -35,7 +35,13 @@ from .send import (
     outcome_key,
 )
 
-_OUTCOME_OF_STATE = {"sent": DELIVERED, "failed": FAILED, "not_sent": NOT_SENT, "pending": NOT_SENT}
+_OUTCOME_OF_STATE = {
+    "sent": DELIVERED,
+    "failed": FAILED,
+    "not_sent": NOT_SENT,
+    "pending": NOT_SENT,
+    "superseded": SUPERSEDED,
+}
 COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
 
 
@@ -81,6 +87,11 @@ class Report:
     profiles_failed: int = 0
     profiles_not_sent: int = 0
     profiles_unchanged: int | None = None  # sync only
+    # sync only: REMOVED profiles derived from the baseline (not input rows, so not in rows_read)
+    removals_delivered: int = 0
+    removals_failed: int = 0
+    removals_not_sent: int = 0
+    superseded: int = 0  # of profiles_not_sent + removals_not_sent: handled by a later sync
     requests: int = 0
     stop_reason: str | None = None
     retry_hint: str | None = None
@@ -95,12 +106,7 @@ class Report:
         r.profiles_unchanged = run.profiles_unchanged
         for b in batches:
             outcome = _OUTCOME_OF_STATE[b.state]
-            if outcome == DELIVERED:
-                r.profiles_delivered += b.profiles
-            elif outcome == FAILED:
-                r.profiles_failed += b.profiles
-            else:
-                r.profiles_not_sent += b.profiles
+            r._count(outcome, b.profiles, b.removals)
             r.requests += b.attempts
             key = outcome_key(outcome, b.status_code, b.last_error)
             r.batches.append(
@@ -108,14 +114,23 @@ class Report:
             )
         return r
 
+    def _count(self, outcome: str, profiles: int, removals: int) -> None:
+        rows = profiles - removals
+        if outcome == DELIVERED:
+            self.profiles_delivered += rows
+            self.removals_delivered += removals
+        elif outcome == FAILED:
+            self.profiles_failed += rows
+            self.removals_failed += removals
+        else:
+            self.profiles_not_sent += rows
+            self.removals_not_sent += removals
+            if outcome == SUPERSEDED:
+                self.superseded += profiles
+
     def add_result(self, r: Result) -> None:
         n = r.batch.profiles
-        if r.outcome == DELIVERED:
-            self.profiles_delivered += n
-        elif r.outcome == FAILED:
-            self.profiles_failed += n
-        else:
-            self.profiles_not_sent += n
+        self._count(r.outcome, n, r.batch.removals)
         self.requests += r.attempts
         self.batches.append(
             BatchRow(
@@ -153,7 +168,8 @@ class Report:
             return ExitCode.INTERRUPTED
         if self.stop_reason == STOP_TERMINATED:
             return ExitCode.TERMINATED
-        if self.profiles_failed or (self.profiles_not_sent and not self.dry_run):
+        waiting = self.profiles_not_sent + self.removals_not_sent - self.superseded
+        if self.profiles_failed or self.removals_failed or (waiting and not self.dry_run):
             return ExitCode.FAILED
         return ExitCode.OK
 
@@ -181,6 +197,9 @@ class Report:
         }
         if self.profiles_unchanged is not None:
             data["profiles_unchanged"] = self.profiles_unchanged
+            data["removals_delivered"] = self.removals_delivered
+            data["removals_failed"] = self.removals_failed
+            data["removals_not_sent"] = self.removals_not_sent
         return data
 
     def outcomes(self) -> list[dict[str, Any]]:
@@ -226,19 +245,27 @@ class Report:
             ("rows duplicate", self.rows_duplicate),
         ]
         if self.profiles_unchanged is not None:
-            rows.append(("profiles unchanged", self.profiles_unchanged))
+            rows.append(("profiles unchanged (not sent)", self.profiles_unchanged))
         rows += [
             ("profiles delivered", self.profiles_delivered),
             ("profiles failed", self.profiles_failed),
             ("profiles not sent", self.profiles_not_sent),
             ("requests", self.requests),
         ]
+        if self.profiles_unchanged is not None:  # REMOVED profiles come from the baseline, not from rows
+            rows[-1:-1] = [
+                ("removals delivered", self.removals_delivered),
+                ("removals failed", self.removals_failed),
+                ("removals not sent", self.removals_not_sent),
+            ]
         for label, n in rows:
             counts.add_row(label, f"{n:,}")
         console.print(counts)
 
 
 def _class(b: BatchRow) -> str:
+    if b.outcome == SUPERSEDED:
+        return "Not sent"
     if b.status_code is not None:
         return error_class(b.status_code, b.error)
     if b.outcome == DRY_RUN:
@@ -249,6 +276,8 @@ def _class(b: BatchRow) -> str:
 
 
 def meaning(b: BatchRow) -> str:
+    if b.outcome == SUPERSEDED:
+        return "Not sent: a later sync diffed these profiles again"
     if b.outcome == NOT_SENT and b.status_code is None:
         return MEANINGS["Not sent"]
     if b.outcome == DRY_RUN:

@@ -95,6 +95,7 @@ class Sandbox:
         daily_limit: int | None = 50_000,
         fail_rate: float = 0.0,
         fail_first: int = 0,
+        fail_requests: set[int] | None = None,
         drop_rate: float = 0.0,
         slow_rate: float = 0.0,
         slow_seconds: float = 0.0,
@@ -111,6 +112,7 @@ class Sandbox:
         self.webhook_id = webhook_id
         self.daily_limit = daily_limit
         self.fail_rate, self.fail_first, self.drop_rate = fail_rate, fail_first, drop_rate
+        self.fail_requests = fail_requests or set()
         self.slow_rate, self.slow_seconds, self.latency = slow_rate, slow_seconds, latency
         self.record_path = Path(record) if record else None
         self.max_requests = max_requests
@@ -201,9 +203,9 @@ class Sandbox:
             if over:
                 self.stats["limited"] += 1
                 return 429, {"error": "daily limit reached"}, None
-            if n <= self.fail_first:
+            if n <= self.fail_first or n in self.fail_requests:
                 self.stats["faults"] += 1
-                return 500, {"error": "injected failure (fail-first)"}, None
+                return 500, {"error": "injected failure"}, None
             roll = self._random.random()
             if roll < self.drop_rate:
                 self.stats["dropped"] += 1

@@ -114,6 +114,8 @@ def outcome_key(outcome: str, status_code: int | None, error: str | None) -> str
         return f"HTTP {status_code}"
     if outcome == NOT_SENT:
         return "Not sent"
+    if outcome == "superseded":  # a sync batch a later sync's diff replaced
+        return "Superseded"
     if outcome == DRY_RUN:
         return "Dry run"
     return error or "Other error"

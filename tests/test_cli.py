@@ -23,7 +23,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_exit_code_contract() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 130, 143]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 5, 6, 130, 143]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

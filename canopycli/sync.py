@@ -1,0 +1,273 @@
+"""Sync: a full segment snapshot -> diff against the last acknowledged state -> changes only.
+
+A new id is sent as NEW with its params, an id whose params changed as MODIFIED, an id that is
+gone as REMOVED (from the baseline, with no params), and an unchanged one not at all.
+
+The diff runs in a scratch SQLite database (a private temporary file) with the journal attached,
+so memory stays flat whatever the size of the snapshot or the baseline. The baseline stores one
+row per profile: the id and a 16-byte BLAKE2b digest of its params as sent. It moves only when
+the webhook acknowledges a batch (``Journal.record``), so a failed or unsent batch is simply
+found again by the next diff.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .batch import Batch, Encoder, batches
+from .config import Segment
+from .errors import InputError, MassRemovalError
+from .journal import Journal
+from .normalize import Normalizer, Profile, Reject
+from .read import Source
+from .report import RejectsWriter, Report
+
+DIGEST_BYTES = 16
+_CHUNK = 10_000
+
+
+def scope_of(connector: str, segment: str) -> str:
+    """The key of a baseline: one per connector + segment."""
+    return f"{connector}/{segment}"
+
+
+def params_digest(params_json: bytes) -> bytes:
+    return hashlib.blake2b(params_json, digest_size=DIGEST_BYTES).digest()
+
+
+def baseline_changes(body: bytes) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """What an acknowledged sync batch does to the baseline: (id, digest) upserts and removals."""
+    upserts: list[tuple[str, bytes]] = []
+    deletes: list[str] = []
+    dumps = orjson.dumps
+    for campaign in orjson.loads(body)["campaigns"]:
+        for c in campaign["customers"]:
+            if c["r42Status"] == "REMOVED":
+                deletes.append(c["customerId"])
+            else:
+                upserts.append((c["customerId"], params_digest(dumps(c["params"]))))
+    return upserts, deletes
+
+
+class SyncPipeline:
+    """Stages the snapshot, diffs it, checks the removal share, then yields the change batches."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        endpoint: str,
+        source: Source,
+        report: Report,
+        rejects: RejectsWriter | None,
+        journal_path: Path,
+        scope: str,
+        *,
+        full: bool = False,
+        max_remove: float = 0.5,
+        force: bool = False,
+    ) -> None:
+        segment = Segment.model_validate(settings["segment"])
+        self.normalizer = Normalizer(
+            segment, settings["identifier"], source.columns, "NEW", status_allowed=False, source_name=source.name
+        )
+        self.encoder = Encoder(
+            endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
+        )
+        self.batch_size = settings["batch_size"]
+        self.source, self.report, self.rejects = source, report, rejects
+        self.segment_name = settings["segment_name"]
+        self.db = sqlite3.connect("", isolation_level=None)  # a private temporary file, gone when closed
+        self.db.execute("PRAGMA cache_size=-32768")  # 32 MiB of page cache, whatever the size of the data
+        self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
+        self.scope = scope
+        report.profiles_unchanged = 0
+        self._stage()
+        self._diff(full)
+        self._check_removals(max_remove, force)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- staging and diff -------------------------------------------------------------------
+
+    def on_reject(self, line: int, reason: str, record: object, duplicate: bool) -> None:
+        self.report.add_reject(line, reason, duplicate)
+        if self.rejects is not None:
+            self.rejects.write(line, reason, record)
+
+    def _rows(self) -> Iterator[tuple[int, str, bytes, bytes]]:
+        dumps = orjson.dumps
+        for line, record in self.source.records:
+            self.report.rows_read += 1
+            if isinstance(record, str):
+                self.on_reject(line, record, None, False)
+                continue
+            got = self.normalizer(line, record)
+            if isinstance(got, Reject):
+                self.on_reject(line, got.reason, record, False)
+                continue
+            params = dumps(got.customer["params"])
+            yield line, got.customer_id, params_digest(params), params
+
+    def _stage(self) -> None:
+        db = self.db
+        db.execute(
+            "CREATE TABLE snap (line INTEGER NOT NULL, id TEXT NOT NULL, digest BLOB NOT NULL, params BLOB NOT NULL)"
+        )
+        rows = self._rows()
+        db.execute("BEGIN")
+        while chunk := _take(rows, _CHUNK):
+            db.executemany("INSERT INTO snap VALUES (?,?,?,?)", chunk)
+        db.execute("COMMIT")
+        db.execute("CREATE INDEX snap_id ON snap(id)")
+        db.execute("CREATE TABLE dup AS SELECT id FROM snap GROUP BY id HAVING COUNT(*) > 1")
+        db.execute("CREATE UNIQUE INDEX dup_id ON dup(id)")
+        # every occurrence of a repeated id is rejected: which one is right cannot be known
+        lines: dict[str, list[int]] = {}
+        for line, cid in db.execute("SELECT s.line, s.id FROM snap s JOIN dup d ON d.id = s.id ORDER BY s.line"):
+            lines.setdefault(cid, []).append(line)
+        for cid_lines in lines.values():
+            for line in cid_lines:
+                others = ", ".join(str(n) for n in cid_lines if n != line)
+                self.on_reject(
+                    line,
+                    f"duplicate identifier in a snapshot (also on line {others}); none of them is sent",
+                    None,
+                    True,
+                )
+
+    def _diff(self, full: bool) -> None:
+        db = self.db
+        scope = "" if full else self.scope  # --full: diff against nothing, everything is NEW
+        db.execute(
+            "CREATE TABLE changes AS SELECT s.line, s.id, s.params, (b.digest IS NULL) AS is_new"
+            " FROM snap s LEFT JOIN j.baseline b ON b.scope = ? AND b.customer_id = s.id"
+            " WHERE (b.digest IS NULL OR b.digest != s.digest) AND s.id NOT IN (SELECT id FROM dup)"
+            " ORDER BY s.line",
+            (scope,),
+        )
+        db.execute(
+            "CREATE TABLE gone AS SELECT b.customer_id AS id FROM j.baseline b"
+            " WHERE b.scope = ? AND NOT EXISTS (SELECT 1 FROM snap s WHERE s.id = b.customer_id) ORDER BY b.customer_id",
+            (scope,),
+        )
+        (staged,) = db.execute("SELECT COUNT(*) FROM snap WHERE id NOT IN (SELECT id FROM dup)").fetchone()
+        (self.changed,) = db.execute("SELECT COUNT(*) FROM changes").fetchone()
+        (self.removed,) = db.execute("SELECT COUNT(*) FROM gone").fetchone()
+        (self.baseline,) = db.execute("SELECT COUNT(*) FROM j.baseline WHERE scope = ?", (scope,)).fetchone()
+        self.report.profiles_unchanged = staged - self.changed
+
+    def _check_removals(self, max_remove: float, force: bool) -> None:
+        if force or not self.baseline or self.removed <= max_remove * self.baseline:
+            return
+        share = self.removed / self.baseline
+        raise MassRemovalError(
+            f"this snapshot would remove {self.removed:,} of {self.baseline:,} profiles ({share:.0%}) from "
+            f"{self.segment_name}, more than --max-remove {max_remove:.0%}; nothing was sent",
+            hint="If the export is empty or truncated, fix it. If the removals are right, pass --force.",
+        )
+
+    # -- the changes, as batches ----------------------------------------------------------
+
+    def needed_requests(self) -> int:
+        return -(-(self.changed + self.removed) // self.batch_size)
+
+    def _profiles(self) -> Iterator[Profile]:
+        loads = orjson.loads
+        for line, cid, params, is_new in self.db.execute("SELECT line, id, params, is_new FROM changes ORDER BY rowid"):
+            status = "NEW" if is_new else "MODIFIED"
+            yield Profile(line, cid, {"customerId": cid, "r42Status": status, "params": loads(params)})
+        for (cid,) in self.db.execute("SELECT id FROM gone ORDER BY rowid"):
+            yield Profile(0, cid, {"customerId": cid, "r42Status": "REMOVED", "params": []})
+
+    def batches(self) -> Iterator[Batch]:
+        yield from batches(
+            self._profiles(), self.encoder, self.batch_size, lambda r: self.on_reject(r.line, r.reason, None, False)
+        )
+
+    def counts(self, complete: bool) -> dict[str, int | None]:
+        r = self.report
+        return {
+            "rows_read": r.rows_read,
+            "rows_rejected": r.rows_rejected,
+            "rows_duplicate": r.rows_duplicate,
+            "profiles_unchanged": r.profiles_unchanged,
+        }
+
+
+def _take(it: Iterator[Any], n: int) -> list[Any]:
+    out = []
+    for x in it:
+        out.append(x)
+        if len(out) >= n:
+            break
+    return out
+
+
+# --- portable baselines (state export / import) ------------------------------------------------
+
+STATE_FORMAT = "canopycli-state"
+STATE_VERSION = 1
+
+
+def export_baseline(journal: Journal, scope: str, connector: str, segment: str, identifier: str, path: Path) -> int:
+    """Write the scope's baseline as JSON Lines (gzip if the name ends in .gz): a header, then [id, digest]."""
+    n = journal.baseline_size(scope)
+    opener = gzip.open if path.suffix == ".gz" else open
+    header = {"format": STATE_FORMAT, "version": STATE_VERSION, "connector": connector, "segment": segment,
+              "identifier": identifier, "profiles": n}  # fmt: skip
+    with opener(path, "wb") as fh:
+        fh.write(orjson.dumps(header) + b"\n")
+        for cid, digest in journal.baseline_rows(scope):
+            fh.write(orjson.dumps([cid, digest.hex()]) + b"\n")
+    return n
+
+
+def import_baseline(journal: Journal, scope: str, identifier: str, path: Path) -> tuple[int, dict[str, Any]]:
+    """Replace the scope's baseline with the file's (all or nothing)."""
+    try:
+        fh = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise InputError(f"{path}: cannot open: {e.strerror}") from None
+    with fh:
+        try:
+            header = orjson.loads(fh.readline())
+        except orjson.JSONDecodeError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
+            raise InputError(f"{path}: not a canopycli state export", hint="Make one with: canopycli state export FILE")
+        if header.get("version") != STATE_VERSION:
+            raise InputError(f"{path}: state format version {header.get('version')} is not supported here")
+        if header.get("identifier") != identifier:
+            raise InputError(
+                f"{path}: holds {header.get('identifier')} ids, but the connector uses {identifier}",
+                hint="Import it with the config (connector) it was exported from.",
+            )
+
+        def rows() -> Iterator[tuple[str, bytes]]:
+            n = 0
+            for n, raw in enumerate(fh, 1):  # noqa: B007
+                try:
+                    cid, digest = orjson.loads(raw)
+                    yield cid, bytes.fromhex(digest)
+                except (ValueError, TypeError):
+                    raise InputError(f"{path}:{n + 1}: not an [id, digest] line; the file is damaged") from None
+            if header.get("profiles") not in (None, n):  # raised inside the transaction: nothing changes
+                raise InputError(
+                    f"{path}: the header says {header['profiles']} profiles, the file holds {n}; it is truncated"
+                )
+
+        count = journal.replace_baseline(scope, rows())
+    return count, header
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
