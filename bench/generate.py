@@ -7,8 +7,34 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FIRST = ["Alice", "Bram", "Chloé", "Daan", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jan", "Kim", "Lotte", "Milan", "Noor"]
-CITIES = ["Amsterdam", "Rotterdam", "Utrecht", "Den Haag", "Eindhoven", "Groningen", "Leiden", "Zwolle", "Breda", "Delft"]
+FIRST = [
+    "Alice",
+    "Bram",
+    "Chloé",
+    "Daan",
+    "Emma",
+    "Finn",
+    "Grace",
+    "Hugo",
+    "Iris",
+    "Jan",
+    "Kim",
+    "Lotte",
+    "Milan",
+    "Noor",
+]
+CITIES = [
+    "Amsterdam",
+    "Rotterdam",
+    "Utrecht",
+    "Den Haag",
+    "Eindhoven",
+    "Groningen",
+    "Leiden",
+    "Zwolle",
+    "Breda",
+    "Delft",
+]
 GENDERS = ["m", "F", "Male", "female", "vrouw", "man", "x", "", "unknown"]
 NEWS = ["yes", "no", "Y", "N", "1", "0", "true", ""]
 TIERS = ["gold", "silver", "bronze", "platinum"]

@@ -27,7 +27,13 @@ def main(path: str) -> None:
                 bodies += 1
                 batch = []
     if batch:
-        json.dumps({"uuid": str(uuid.uuid4()), "customerType": "HASHED_EMAIL", "campaigns": [{"segmentName": "Bench", "customers": batch}]})
+        json.dumps(
+            {
+                "uuid": str(uuid.uuid4()),
+                "customerType": "HASHED_EMAIL",
+                "campaigns": [{"segmentName": "Bench", "customers": batch}],
+            }
+        )
         bodies += 1
     print(bodies)
 

@@ -105,8 +105,22 @@ def run(rows: int, work: Path, check: bool, flat: int | None, skip_sync: bool) -
         cfg = work / "bench.yaml"
         cfg.write_text(CONFIG.format(endpoint=endpoint))
         dry_json, push_json = work / "dry.json", work / "push.json"
-        results.append(measure("push --dry-run", [*cli, "push", str(data), "-c", str(cfg), "-q", "--dry-run", "--report-json", str(dry_json)], env, work))
-        results.append(measure("push to the sandbox", [*cli, "push", str(data), "-c", str(cfg), "-q", "--report-json", str(push_json)], env, work))
+        results.append(
+            measure(
+                "push --dry-run",
+                [*cli, "push", str(data), "-c", str(cfg), "-q", "--dry-run", "--report-json", str(dry_json)],
+                env,
+                work,
+            )
+        )
+        results.append(
+            measure(
+                "push to the sandbox",
+                [*cli, "push", str(data), "-c", str(cfg), "-q", "--report-json", str(push_json)],
+                env,
+                work,
+            )
+        )
         dry, push = json.loads(dry_json.read_text()), json.loads(push_json.read_text())
         accounting = {"expected": {"rows": expected.rows, "invalid": expected.invalid, "duplicate": expected.duplicate, "valid": expected.valid},
                       "dry_run": _counts(dry), "push": _counts(push)}  # fmt: skip
@@ -115,17 +129,29 @@ def run(rows: int, work: Path, check: bool, flat: int | None, skip_sync: bool) -
             v0, v1 = work / "snap0.csv", work / "snap1.csv"
             snapshot(v0, rows, 0)
             snapshot(v1, rows, 1)
-            base = measure("sync --full (builds the baseline)", [*cli, "sync", str(v0), "-c", str(cfg), "-q", "--full"], env, work)
+            base = measure(
+                "sync --full (builds the baseline)", [*cli, "sync", str(v0), "-c", str(cfg), "-q", "--full"], env, work
+            )
             base["rows"] = rows
             sync_json = work / "sync.json"
-            sync = measure("sync 1% changes vs baseline", [*cli, "sync", str(v1), "-c", str(cfg), "-q", "--report-json", str(sync_json)], env, work)
+            sync = measure(
+                "sync 1% changes vs baseline",
+                [*cli, "sync", str(v1), "-c", str(cfg), "-q", "--report-json", str(sync_json)],
+                env,
+                work,
+            )
             results += [base, sync]
             accounting["sync"] = _counts(json.loads(sync_json.read_text()))
         flat_result = None
         if flat:
             big = work / "big.csv"
             change_file(big, flat)
-            flat_result = measure(f"push --dry-run at {flat:,} rows", [*cli, "push", str(big), "-c", str(cfg), "-q", "--dry-run"], env, work)
+            flat_result = measure(
+                f"push --dry-run at {flat:,} rows",
+                [*cli, "push", str(big), "-c", str(cfg), "-q", "--dry-run"],
+                env,
+                work,
+            )
             flat_push = measure(f"push at {flat:,} rows", [*cli, "push", str(big), "-c", str(cfg), "-q"], env, work)
             big.unlink()
     finally:
@@ -138,7 +164,12 @@ def run(rows: int, work: Path, check: bool, flat: int | None, skip_sync: bool) -
         r["ratio"] = r["wall_s"] / naive["wall_s"]
     out: dict[str, Any] = {
         "rows": rows,
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+        "machine": {
+            "cpu": _cpu(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
         "results": results,
         "accounting": accounting,
     }
@@ -154,8 +185,12 @@ def run(rows: int, work: Path, check: bool, flat: int | None, skip_sync: bool) -
     if flat_result is not None:
         out["flat"] = {"dry_run": [by["push --dry-run"]["peak_rss_mb"], flat_result["peak_rss_mb"]],
                        "push": [by["push to the sandbox"]["peak_rss_mb"], flat_push["peak_rss_mb"]]}  # fmt: skip
-        out["targets"][f"dry run RSS flat 1x -> {flat // rows}x rows (within 10%)"] = flat_result["peak_rss_mb"] <= 1.1 * by["push --dry-run"]["peak_rss_mb"]
-        out["targets"][f"push RSS flat 1x -> {flat // rows}x rows (within 10%)"] = flat_push["peak_rss_mb"] <= 1.1 * by["push to the sandbox"]["peak_rss_mb"]
+        out["targets"][f"dry run RSS flat 1x -> {flat // rows}x rows (within 10%)"] = (
+            flat_result["peak_rss_mb"] <= 1.1 * by["push --dry-run"]["peak_rss_mb"]
+        )
+        out["targets"][f"push RSS flat 1x -> {flat // rows}x rows (within 10%)"] = (
+            flat_push["peak_rss_mb"] <= 1.1 * by["push to the sandbox"]["peak_rss_mb"]
+        )
     if check:
         _check_accounting(accounting, rows, skip_sync)
     return out
@@ -177,7 +212,11 @@ def _check_accounting(acc: dict[str, Any], rows: int, skip_sync: bool) -> None:
     assert push["profiles_delivered"] == push["sandbox_profiles"] == e["valid"] and push["exit_code"] == 0
     if not skip_sync:
         s = acc["sync"]
-        changed, gone, new = rows // 1000 * 4 + min(rows % 1000, 4), rows // 1000 * 3 + max(0, min(rows % 1000, 7) - 4), rows * 3 // 1000
+        changed, gone, new = (
+            rows // 1000 * 4 + min(rows % 1000, 4),
+            rows // 1000 * 3 + max(0, min(rows % 1000, 7) - 4),
+            rows * 3 // 1000,
+        )
         assert (s["profiles_delivered"], s["removals_delivered"]) == (changed + new, gone), (s, changed, gone, new)
         assert s["profiles_unchanged"] + s["profiles_delivered"] == s["rows_read"] and s["exit_code"] == 0
 
@@ -200,7 +239,9 @@ def table(out: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for r in out["results"]:
-        lines.append(f"| {r['name']} | {r['wall_s']:.2f} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | {r['ratio']:.2f} |")
+        lines.append(
+            f"| {r['name']} | {r['wall_s']:.2f} | {r['rows_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | {r['ratio']:.2f} |"
+        )
     lines.append("")
     for name, ok in out["targets"].items():
         lines.append(f"- {'PASS' if ok else 'MISS'}: {name}")

@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS runs (
     input_sha256 TEXT,
     settings TEXT NOT NULL,
     spool_complete INTEGER NOT NULL DEFAULT 0,
-    batches_spooled INTEGER NOT NULL DEFAULT 0,
     rows_read INTEGER NOT NULL DEFAULT 0,
     rows_rejected INTEGER NOT NULL DEFAULT 0,
     rows_duplicate INTEGER NOT NULL DEFAULT 0,
@@ -122,7 +121,6 @@ class RunRow:
     input_sha256: str | None
     settings: dict[str, Any]
     spool_complete: bool
-    batches_spooled: int
     rows_read: int
     rows_rejected: int
     rows_duplicate: int
@@ -291,14 +289,38 @@ class Journal:
 
     # -- batches ---------------------------------------------------------------------------
 
-    def add_batch(self, run_id: str, batch: Batch) -> None:
+    def add_batch(self, run_id: str, batch: Batch, keep_body: bool) -> None:
+        """A batch about to be sent. ``keep_body``: store its body now (sync); otherwise the body is
+        stored only if the batch ends unacknowledged, and a batch killed in flight is rebuilt
+        from the input (checked by its SHA-256) by ``retry``."""
         t = now()
         self._x(
             "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, body, removals)"
             " VALUES (?,?,?,?,?,?,?,?,?)",
-            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.body, batch.removals),
+            (
+                run_id,
+                batch.index,
+                batch.uuid,
+                batch.profiles,
+                PENDING,
+                t,
+                t,
+                batch.body if keep_body else None,
+                batch.removals,
+            ),
         )
-        self._x("UPDATE runs SET batches_spooled=? WHERE id=?", (batch.index + 1, run_id))
+
+    def batch_count(self, run_id: str) -> int:
+        return int(self._x("SELECT COUNT(*) FROM batches WHERE run_id=?", (run_id,)).fetchone()[0])
+
+    def bodiless(self, run_id: str) -> int:
+        """Unacknowledged batches whose body was never stored (their run was killed in flight)."""
+        sql = "SELECT COUNT(*) FROM batches WHERE run_id=? AND state NOT IN (?,?) AND body IS NULL"
+        return int(self._x(sql, (run_id, *DONE)).fetchone()[0])
+
+    def states(self, run_id: str) -> dict[int, tuple[str, str]]:
+        rows = self._x("SELECT idx, uuid, state FROM batches WHERE run_id=?", (run_id,)).fetchall()
+        return {idx: (uuid, state) for idx, uuid, state in rows}
 
     def record(
         self,
@@ -310,20 +332,24 @@ class Journal:
         error: str | None,
         detail: str | None,
         baseline: tuple[str, bytes] | None = None,
+        body: bytes | None = None,
     ) -> None:
         """A batch's outcome, in one transaction with the baseline move it implies (sync runs).
 
         ``baseline`` is (scope, body) of a sync batch; it moves only if the batch was acknowledged.
-        An acknowledged batch's body is dropped: it is never needed again.
+        An acknowledged batch's body is dropped (it is never needed again); an unacknowledged one
+        keeps ``body``, so ``retry`` can resend it without the input file.
         """
-        drop = ", body=NULL" if state == SENT else ""
+        keep = "body=NULL" if state == SENT else "body=COALESCE(body, ?)"
+        args: tuple[Any, ...] = (state, status_code, attempts, error, detail, now())
+        args += (run_id, idx) if state == SENT else (body, run_id, idx)
         with self._lock:
             self.db.execute("BEGIN")
             try:
                 self.db.execute(
-                    f"UPDATE batches SET state=?, status_code=?, attempts=attempts+?, last_error=?, detail=?, updated=?{drop}"
+                    f"UPDATE batches SET state=?, status_code=?, attempts=attempts+?, last_error=?, detail=?, updated=?, {keep}"
                     " WHERE run_id=? AND idx=?",
-                    (state, status_code, attempts, error, detail, now(), run_id, idx),
+                    args,
                 )
                 if state == SENT and baseline is not None:
                     self._move_baseline(*baseline)
@@ -443,7 +469,7 @@ class Journal:
 
 _RUN_COLS = (
     "id, command, pid, started, finished, config_path, connector, segment, segment_name, endpoint, input, input_sha256,"
-    " settings, spool_complete, batches_spooled, rows_read, rows_rejected, rows_duplicate, profiles_unchanged, status,"
+    " settings, spool_complete, rows_read, rows_rejected, rows_duplicate, profiles_unchanged, status,"
     " exit_code, stop_reason"
 )
 

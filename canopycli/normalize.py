@@ -82,9 +82,14 @@ IDENTITIES: dict[str, Callable[[Any], str]] = {"hashed_email": hashed_email, "cu
 
 
 # --- params: Deployteq's mapping rules ------------------------------------------------------
+#
+# A converter takes a cell (text from CSV, any JSON value from JSONL) and returns the value to
+# send, or raises ValueError with the reason. Each is built once per param (``converter``), so
+# the per-row work is a dict lookup or a C-level string method on the common path.
 
 _TRUE = {"true", "t", "yes", "y", "1", "ja", "j"}
 _FALSE = {"false", "f", "no", "n", "0", "nee"}
+_FLAGS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 _GENDER = {
     "MAN": {"man", "m", "male", "mr", "mr.", "heer", "dhr", "dhr.", "men"},
     "WOMAN": {"woman", "w", "f", "female", "v", "vrouw", "mrs", "mrs.", "ms", "ms.", "mevr", "mevr.", "women"},
@@ -95,133 +100,131 @@ _GENDER = {
 _GENDER_LOOKUP = {alias: canon for canon, aliases in _GENDER.items() for alias in aliases}
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
+NESTED = "holds a nested object or array (flatten it, or map one field of it under params:)"
+
+Converter = Callable[[Any], Any]
 
 
 def _text(v: Any) -> str:
-    if isinstance(v, str):
-        return v.strip()
+    if v.__class__ is str:
+        return v.strip()  # type: ignore[no-any-return]
     if isinstance(v, (dict, list)):
-        raise ValueError("holds a nested object or array")
+        raise ValueError(NESTED)
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
 
 
 def _flag(v: Any) -> bool:
-    if isinstance(v, bool):
+    if v is True or v is False:
+        return v  # type: ignore[no-any-return]
+    got = _FLAGS.get((v.strip() if v.__class__ is str else _text(v)).lower())
+    if got is None:
+        raise ValueError("is not a yes/no value (expected true/false, yes/no, y/n or 1/0)")
+    return got
+
+
+def _limit(limit: int | None) -> Callable[[str], str]:
+    def check(v: str) -> str:
+        if limit is not None and len(v) > limit:
+            raise ValueError(f"is longer than {limit} characters ({len(v)})")
         return v
-    t = _text(v).lower()
-    if t in _TRUE:
-        return True
-    if t in _FALSE:
-        return False
-    raise ValueError("is not a yes/no value (expected true/false, yes/no, y/n or 1/0)")
+
+    return check
 
 
-def _limited(v: str, limit: int | None) -> str:
-    if limit is not None and len(v) > limit:
-        raise ValueError(f"is longer than {limit} characters ({len(v)})")
-    return v
-
-
-def conv_string(v: Any, p: Param) -> tuple[str, Any]:
-    if isinstance(v, (dict, list)):
-        raise ValueError("holds a nested object or array (flatten it, or map one field of it)")
-    return "string", _limited(v if isinstance(v, str) else _text(v), p.max_length)
-
-
-def conv_number(v: Any, p: Param) -> tuple[str, Any]:
-    if isinstance(v, bool):
+def _number(v: Any) -> int | float:
+    if v is True or v is False:
         raise ValueError("is a boolean, not a number")
     if isinstance(v, (int, float)):
-        return "number", v
+        return v
     t = _text(v)
+    if t.isdigit():
+        return int(t)
     if not _NUMBER.fullmatch(t):
         raise ValueError("is not a number (use digits with . as the decimal point)")
-    return "number", int(t) if _INTEGER.fullmatch(t) else float(t)
+    return int(t) if _INTEGER.fullmatch(t) else float(t)
 
 
-def conv_integer(v: Any, p: Param) -> tuple[str, Any]:
-    if isinstance(v, bool):
+def _integer(v: Any) -> int:
+    if v is True or v is False:
         raise ValueError("is a boolean, not a whole number")
+    if v.__class__ is str and v.isdigit():
+        return int(v)
     if isinstance(v, int):
-        return "number", v
+        return v
     if isinstance(v, float) and v.is_integer():
-        return "number", int(v)
+        return int(v)
     t = _text(v)
-    if not _INTEGER.fullmatch(t):
-        raise ValueError("is not a whole number")
-    return "number", int(t)
+    if t.isdigit() or _INTEGER.fullmatch(t):
+        return int(t)
+    raise ValueError("is not a whole number")
 
 
-def conv_boolean(v: Any, p: Param) -> tuple[str, Any]:
-    return "boolean", _flag(v)
-
-
-def conv_date(v: Any, p: Param) -> tuple[str, Any]:
-    t = _text(v)
+def _date(v: Any) -> str:
+    t = v.strip() if v.__class__ is str else _text(v)
     try:
         if len(t) != 10:
             raise ValueError
-        return "date", dt.date.fromisoformat(t).isoformat()
+        return dt.date.fromisoformat(t).isoformat()
     except ValueError:
         raise ValueError("is not an ISO date (YYYY-MM-DD)") from None
 
 
-def conv_datetime(v: Any, p: Param) -> tuple[str, Any]:
+def _datetime(v: Any) -> str:
     t = _text(v)
     try:
         dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError("is not an ISO date-time (YYYY-MM-DDTHH:MM:SS, optional offset)") from None
-    return "datetime", t
+    return t
 
 
-def conv_gender(v: Any, p: Param) -> tuple[str, Any]:
-    canon = _GENDER_LOOKUP.get(_text(v).lower())
+def _gender(v: Any) -> str:
+    canon = _GENDER_LOOKUP.get((v.strip() if v.__class__ is str else _text(v)).lower())
     if canon is None:
         raise ValueError(
             "is not a gender Deployteq knows (MAN, WOMAN, FAMILY, NONBINARY, UNKNOWN or a common spelling)"
         )
-    return "string", canon
+    return canon
 
 
-def conv_optin(v: Any, p: Param) -> tuple[str, Any]:
-    return "string", "Y" if _flag(v) else "N"
+def _optin(v: Any) -> str:
+    return "Y" if _flag(v) else "N"
 
 
-def conv_yesno(v: Any, p: Param) -> tuple[str, Any]:
-    return "number", 1 if _flag(v) else 0
+def _yesno(v: Any) -> int:
+    return 1 if _flag(v) else 0
 
 
-def conv_option(v: Any, p: Param) -> tuple[str, Any]:
-    return "string", _limited(_text(v).upper(), p.max_length)
+def converter(p: Param) -> tuple[str, Converter | None]:
+    """(wire type, converter) for a param; converter None: text sent as it is (only its length checked)."""
+    t = p.type
+    if t == "string":
+        return "string", None
+    if t == "option":
+        check = _limit(p.max_length)
+        return "string", lambda v: check(_text(v).upper())
+    simple: dict[str, tuple[str, Converter]] = {
+        "number": ("number", _number),
+        "integer": ("number", _integer),
+        "boolean": ("boolean", _flag),
+        "date": ("date", _date),
+        "datetime": ("datetime", _datetime),
+        "gender": ("string", _gender),
+        "optin": ("string", _optin),
+        "yesno": ("number", _yesno),
+    }
+    return simple[t]
 
 
-CONVERTERS: dict[str, Callable[[Any, Param], tuple[str, Any]]] = {
-    "string": conv_string,
-    "number": conv_number,
-    "integer": conv_integer,
-    "boolean": conv_boolean,
-    "date": conv_date,
-    "datetime": conv_datetime,
-    "gender": conv_gender,
-    "optin": conv_optin,
-    "yesno": conv_yesno,
-    "option": conv_option,
-}
-_EMPTY_VALUE = {"string": ""}  # with ``empty: send``: "" for text, null for typed fields
-
-
-def _inferred(v: Any, p: Param) -> tuple[str, Any]:
-    """Default mapping (no ``params:`` list): text stays text, JSON booleans and numbers keep their type."""
-    if isinstance(v, str):
-        return "string", _limited(v, p.max_length)
+def _inferred(v: Any) -> tuple[str, Any]:
+    """JSONL without ``params:``: text stays text, JSON booleans and numbers keep their type."""
     if isinstance(v, bool):
         return "boolean", v
     if isinstance(v, (int, float)):
         return "number", v
-    raise ValueError("holds a nested object or array (flatten it, or list it under params:)")
+    raise ValueError(NESTED)
 
 
 # --- the row normalizer -------------------------------------------------------------------
@@ -239,7 +242,6 @@ class Normalizer:
         status_allowed: bool = True,
         source_name: str = "input",
     ) -> None:
-        self.segment = segment
         self.identify = IDENTITIES[identifier]
         self.id_column = segment.id_column
         self.status_column = segment.status_column
@@ -266,18 +268,22 @@ class Normalizer:
                 if missing:
                     raise InputError(f"{source_name}: param column(s) not in the header: {', '.join(missing)}")
         self.status_allowed = status_allowed
-        self.explicit = segment.params is not None
+        # (column, name, wire type, converter or None for text, max length for text, empty value)
+        self.specs: list[tuple[str, str, str, Converter | None, int | None, Any]] | None
         if segment.params is not None:
-            self.params = [(p.source, p, CONVERTERS[p.type]) for p in segment.params]
+            self.specs = [
+                (p.source, p.name, *converter(p), p.max_length, "" if p.type == "string" else None)
+                for p in segment.params
+            ]
         elif cols is not None:
             skip = {self.id_column, self.status_column}
-            self.params = [(c, Param(name=c), _inferred) for c in cols if c not in skip]
+            self.specs = [(c, c, "string", None, 256, "") for c in cols if c not in skip]
         else:
-            self.params = []
-        self._default_param_cache: dict[str, Param] = {}
+            self.specs = None  # JSONL without params: every field, typed by its JSON type
 
     def __call__(self, line: int, record: dict[str, Any]) -> Profile | Reject:
-        raw_id = record.get(self.id_column)
+        get = record.get
+        raw_id = get(self.id_column)
         if raw_id is None:
             return Reject(line, f"no {self.id_column!r} value")
         try:
@@ -288,42 +294,40 @@ class Normalizer:
         if self.has_status or (not self.fixed_columns and self.status_column in record):
             if not self.status_allowed:
                 return Reject(line, f"has a {self.status_column!r} field; sync derives the status itself")
-            s = record.get(self.status_column)
-            s = s.strip().upper() if isinstance(s, str) else s
+            s = get(self.status_column)
+            s = s.strip().upper() if s.__class__ is str else s
             if s not in STATUSES:
                 return Reject(line, f"{self.status_column}: must be NEW, MODIFIED or REMOVED")
             status = s
         params: list[dict[str, Any]] = []
-        items = self.params if self.fixed_columns or self.explicit else self._jsonl_params(record)
-        for column, p, conv in items:
-            v = record.get(column)
-            if v is None or (isinstance(v, str) and not v.strip()):
-                if not self.send_empty:
-                    continue
-                params.append({"name": p.name, "type": _wire_type(p), "value": _EMPTY_VALUE.get(p.type)})
+        append = params.append
+        specs = self.specs if self.specs is not None else self._jsonl_specs(record)
+        for column, name, wire, conv, limit, empty in specs:
+            v = get(column)
+            if v is None or (v.__class__ is str and (not v or v.isspace())):
+                if self.send_empty:
+                    append({"name": name, "type": wire, "value": empty})
+                continue
+            if conv is None:
+                if v.__class__ is not str:  # JSON: a boolean or number keeps its type
+                    try:
+                        wire_, v = _inferred(v) if self.specs is None else ("string", _text(v))
+                    except ValueError as e:
+                        return Reject(line, f"{column}: {e}")
+                    if wire_ != "string":
+                        append({"name": name, "type": wire_, "value": v})
+                        continue
+                if limit is not None and len(v) > limit:
+                    return Reject(line, f"{column}: is longer than {limit} characters ({len(v)})")
+                append({"name": name, "type": wire, "value": v})
                 continue
             try:
-                wire_type, value = conv(v, p)
+                value = conv(v)
             except ValueError as e:
                 return Reject(line, f"{column}: {e}")
-            params.append({"name": p.name, "type": wire_type, "value": value})
+            append({"name": name, "type": wire, "value": value})
         return Profile(line, cid, {"customerId": cid, "r42Status": status, "params": params})
 
-    def _jsonl_params(self, record: dict[str, Any]) -> list[tuple[str, Param, Any]]:
-        out = []
-        cache = self._default_param_cache
-        for c in record:
-            if c == self.id_column or c == self.status_column:
-                continue
-            p = cache.get(c)
-            if p is None:
-                p = cache[c] = Param(name=c[:256] or "_")
-            out.append((c, p, _inferred))
-        return out
-
-
-_WIRE_TYPES = {"integer": "number", "gender": "string", "optin": "string", "yesno": "number", "option": "string"}
-
-
-def _wire_type(p: Param) -> str:
-    return _WIRE_TYPES.get(p.type, p.type)
+    def _jsonl_specs(self, record: dict[str, Any]) -> list[tuple[str, str, str, Converter | None, int | None, Any]]:
+        skip = (self.id_column, self.status_column)
+        return [(c, c[:256] or "_", "string", None, 256, "") for c in record if c not in skip]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +25,7 @@ import httpx
 from .batch import Batch, Encoder, Seen, batches
 from .config import Resolved, Segment
 from .errors import InputError, StateError
-from .journal import FAILED, NOT_SENT, SENT, Journal, RunRow
+from .journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
 from .normalize import Normalizer, Profile, Reject
 from .quota import DailyQuota, requests_needed, retry_when
 from .read import Source, fingerprint, open_source
@@ -247,7 +246,7 @@ def run_push(
                         journal.touch_scope(
                             scope, resolved.connector_name, resolved.segment_key, conn.identifier, run_id
                         )
-                    batches_ = spool(journal, run_id, stage.batches())
+                    batches_ = spool(journal, run_id, stage.batches(), keep_bodies=scope is not None)
                     _drive(
                         journal,
                         run_id,
@@ -304,9 +303,10 @@ def run_retry(
         source = None
         pipeline = None
         scope = scope_of(run.connector, run.segment) if run.command == "sync" else None
-        if not run.spool_complete and scope is None:
+        if scope is None and (not run.spool_complete or journal.bodiless(run.id)):
+            # killed before it had read everything, or with batches in flight: rebuild from the input
             source, pipeline = _reopen(run, report)
-            stream = chain(stream, spool(journal, run.id, pipeline.batches(), skip_below=run.batches_spooled))
+            stream = respool(journal, run.id, pipeline.batches())
             needed = None
         try:
             quota.check(needed, opts.allow_partial)
@@ -324,36 +324,51 @@ def run_retry(
 # --- the machinery shared by push and retry -------------------------------------------------
 
 
-def spool(journal: Journal, run_id: str, stream: Iterator[Batch], skip_below: int = 0) -> Iterator[Batch]:
-    """Write each batch to the journal (pending, with its body) before it may be sent."""
+def spool(journal: Journal, run_id: str, stream: Iterator[Batch], keep_bodies: bool) -> Iterator[Batch]:
+    """Write each batch to the journal (pending) before it may be sent."""
     for b in stream:
-        if b.index < skip_below:
-            if journal.batch_uuid(run_id, b.index) != b.uuid:
-                raise StateError(
-                    f"run {run_id}: batch {b.index + 1} came out different when the input was read again",
-                    hint="The input or its mapping changed since the run; push the file as a new run instead.",
-                )
-            continue
-        journal.add_batch(run_id, b)
+        journal.add_batch(run_id, b, keep_bodies)
         yield b
 
 
+def respool(journal: Journal, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
+    """Batches rebuilt from a run's input: those it journaled are checked to come out identical
+    and resent unless acknowledged; those it never reached are journaled and sent."""
+    known = journal.states(run_id)
+    for b in stream:
+        if b.index not in known:
+            journal.add_batch(run_id, b, keep_body=False)
+            yield b
+            continue
+        uuid, state = known[b.index]
+        if uuid != b.uuid:
+            raise StateError(
+                f"run {run_id}: batch {b.index + 1} came out different when the input was read again",
+                hint="The input or its mapping changed since the run; push the file as a new run instead.",
+            )
+        if state not in DONE:
+            yield b
+
+
 def _reopen(run: RunRow, report: Report) -> tuple[Source, Pipeline]:
-    """The input of a run that died before reading all of it, checked to be the same bytes."""
+    """The input of a run that was killed mid-way, checked to be the same bytes.
+
+    Needed when the run had not read all of it, or was killed with batches in flight (a push
+    stores a batch's body only once it ends unacknowledged)."""
+    what = f"run {run.id} was stopped before it had read or recorded all of its batches"
     if not run.input or run.input == "-" or not run.input_sha256:
         raise StateError(
-            f"run {run.id} read stdin and stopped before reading all of it; the unread part is gone",
-            hint="Its unacknowledged batches can still be resent, but push the rest as a new run.",
+            f"{what}, and it read stdin: the rest cannot be rebuilt",
+            hint="Push the data again as a new run (batches already delivered keep their uuids).",
         )
     if not Path(run.input).exists():
         raise StateError(
-            f"run {run.id} stopped before reading all of {run.input}, and that file is gone",
-            hint="Restore the file to finish the run.",
+            f"{what}; they are rebuilt from {run.input}, which is gone", hint="Restore the file to finish the run."
         )
     digest, _ = fingerprint(run.input)
     if digest != run.input_sha256:
         raise StateError(
-            f"run {run.id} stopped before reading all of {run.input}, and the file has changed since",
+            f"{what}; they are rebuilt from {run.input}, but the file has changed since",
             hint="Restore the original file to finish the run, or push the new file as a new run.",
         )
     s = run.settings
@@ -390,7 +405,9 @@ def _drive(
     def on_result(r: Result) -> None:
         state = _STATE_OF.get(r.outcome, FAILED if r.outcome == "failed" else NOT_SENT)
         baseline = (scope, r.batch.body) if scope is not None and state == SENT else None
-        journal.record(run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail, baseline)
+        journal.record(
+            run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail, baseline, r.batch.body
+        )
         quota.save()
         report.add_result(r)
         if progress is not None:

@@ -55,6 +55,8 @@ class Source:
     _raw: IO[bytes] | None = field(default=None, repr=False)
 
     def close(self) -> None:
+        if self._raw is sys.stdin.buffer:
+            return  # never close the process's stdin
         for f in (self._stream, self._raw):
             if f is not None and f is not sys.stdin.buffer:
                 f.close()
@@ -128,25 +130,33 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
         fmt_ = "jsonl" if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"{") else "csv"
     if fmt_ == "jsonl":
         return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, size, raw)
-    lines = _decoded_lines(stream)
-    header_line = next(lines, None)
-    if header_line is None:
-        raise InputError(f"{shown}: is empty")
-    _, header_text, bad = header_line
-    if bad:
+    # C-level decoding and parsing; bytes that are not UTF-8 become lone surrogates, and the
+    # row that holds them is rejected (see _csv_records) instead of stopping the whole file.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")  # type: ignore[type-var]
+    header_line = text.readline()
+    if _has_surrogates(header_line):
         raise InputError(f"{shown}:1: the header is not valid UTF-8", hint="Re-export the file as UTF-8.")
-    delim = delimiter or sniff_delimiter(header_text)
+    delim = delimiter or sniff_delimiter(header_line)
     if len(delim) != 1:
         raise InputError(f"--delimiter must be one character, got {delim!r}")
-    header = next(csv.reader([header_text], delimiter=delim))
-    header = [h.strip() for h in header]
+    header = [h.strip() for h in next(csv.reader([header_line], delimiter=delim), [])]
     if not any(header):
         raise InputError(f"{shown}:1: the header line is empty")
     seen: set[str] = set()
     dupes = [h for h in header if h in seen or seen.add(h)]  # type: ignore[func-returns-value]
     if dupes:
         raise InputError(f"{shown}:1: repeated column name(s) in the header: {', '.join(sorted(set(dupes)))}")
-    return Source(shown, "csv", header, _csv_records(lines, header, delim), delim, stream, size, raw)
+    return Source(shown, "csv", header, _csv_records(text, header, delim), delim, text, size, raw)  # type: ignore[arg-type]
+
+
+def _has_surrogates(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def sniff_delimiter(header: str) -> str:
@@ -156,40 +166,22 @@ def sniff_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def _decoded_lines(stream: IO[bytes]) -> Iterator[tuple[int, str, bool]]:
-    """(line number, text, was_invalid_utf8) per physical line; BOM dropped from line 1."""
-    for n, raw in enumerate(stream, 1):
-        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            yield n, raw.decode("utf-8"), False
-        except UnicodeDecodeError:
-            yield n, raw.decode("utf-8", "replace"), True
-
-
-def _csv_records(lines: Iterator[tuple[int, str, bool]], header: list[str], delim: str) -> Iterator[tuple[int, Record]]:
-    state = {"line": 1, "bad": 0}
-
-    def text() -> Iterator[str]:
-        for n, t, bad in lines:
-            state["line"] = n
-            if bad:
-                state["bad"] = n
-            yield t
-
-    reader = csv.reader(text(), delimiter=delim, strict=False)
+def _csv_records(text: IO[str], header: list[str], delim: str) -> Iterator[tuple[int, Record]]:
+    reader = csv.reader(text, delimiter=delim, strict=False)
     width = len(header)
-    start = 2
+    has_surrogates = _has_surrogates
+    done = 1  # physical lines consumed so far (the header)
     for values in reader:
-        line = start
-        start = state["line"] + 1
-        if not values or (len(values) == 1 and not values[0].strip() and width > 1):
+        line = done + 1  # the line this record starts on
+        done = reader.line_num + 1
+        if not values or (len(values) == 1 and width > 1 and not values[0].strip()):
             continue  # blank line
-        if state["bad"] >= line:
-            yield line, f"line {state['bad']} is not valid UTF-8 (re-export the file as UTF-8)"
-            continue
         if len(values) != width:
             yield line, f"has {len(values)} fields, the header has {width}"
+            continue
+        joined = "".join(values)
+        if not joined.isascii() and has_surrogates(joined):
+            yield line, "is not valid UTF-8 (re-export the file as UTF-8)"
             continue
         yield line, dict(zip(header, values, strict=True))
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 from .config import MAX_BATCH, MAX_BODY_BYTES, is_loopback
 from .errors import UsageError
 
@@ -33,6 +35,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOP_KEYS = {"uuid", "customerType", "campaigns"}
 _CUSTOMER_KEYS = {"customerId", "r42Status", "params"}
 _PARAM_KEYS = {"name", "type", "value"}
+_STATUSES = frozenset(("NEW", "MODIFIED", "REMOVED"))
 
 
 def validate_body(body: Any) -> str | None:
@@ -59,26 +62,28 @@ def validate_body(body: Any) -> str | None:
             return f"campaigns[{ci}].customers must be a non-empty list"
         if len(customers) > MAX_BATCH:
             return f"campaigns[{ci}].customers has {len(customers)} profiles; at most {MAX_BATCH} per batch"
+        hashed = ctype == "HASHED_EMAIL"
+        hex64 = _HEX64.fullmatch
         for i, cu in enumerate(customers):
-            where = f"campaigns[{ci}].customers[{i}]"
-            if not isinstance(cu, dict) or set(cu) != _CUSTOMER_KEYS:
-                return f"{where} must have exactly customerId, r42Status and params"
+            if cu.__class__ is not dict or cu.keys() != _CUSTOMER_KEYS:
+                return f"campaigns[{ci}].customers[{i}] must have exactly customerId, r42Status and params"
             cid = cu["customerId"]
-            if not isinstance(cid, str) or not cid or len(cid) > 256:
-                return f"{where}.customerId must be a string of 1-256 characters"
-            if ctype == "HASHED_EMAIL" and not _HEX64.fullmatch(cid):
-                return f"{where}.customerId must be a lowercase SHA-256 hex digest for HASHED_EMAIL"
-            if cu["r42Status"] not in ("NEW", "MODIFIED", "REMOVED"):
-                return f"{where}.r42Status must be NEW, MODIFIED or REMOVED"
-            if not isinstance(cu["params"], list):
-                return f"{where}.params must be a list"
-            for pi, p in enumerate(cu["params"]):
-                if not isinstance(p, dict) or set(p) != _PARAM_KEYS:
-                    return f"{where}.params[{pi}] must have exactly name, type and value"
-                if not isinstance(p["name"], str) or not p["name"] or not isinstance(p["type"], str):
-                    return f"{where}.params[{pi}] name and type must be strings"
-                if isinstance(p["value"], str) and len(p["value"]) > 256 and p["type"] == "string":
-                    return f"{where}.params[{pi}].value is longer than 256 characters"
+            if cid.__class__ is not str or not cid or len(cid) > 256 or (hashed and not hex64(cid)):
+                kind = "a lowercase SHA-256 hex digest for HASHED_EMAIL" if hashed else "a string of 1-256 characters"
+                return f"campaigns[{ci}].customers[{i}].customerId must be {kind}"
+            if cu["r42Status"] not in _STATUSES:
+                return f"campaigns[{ci}].customers[{i}].r42Status must be NEW, MODIFIED or REMOVED"
+            params = cu["params"]
+            if params.__class__ is not list:
+                return f"campaigns[{ci}].customers[{i}].params must be a list"
+            for pi, p in enumerate(params):
+                if p.__class__ is not dict or p.keys() != _PARAM_KEYS:
+                    return f"campaigns[{ci}].customers[{i}].params[{pi}] must have exactly name, type and value"
+                name, value = p["name"], p["value"]
+                if name.__class__ is not str or not name or p["type"].__class__ is not str:
+                    return f"campaigns[{ci}].customers[{i}].params[{pi}] name and type must be strings"
+                if value.__class__ is str and len(value) > 256 and p["type"] == "string":
+                    return f"campaigns[{ci}].customers[{i}].params[{pi}].value is longer than 256 characters"
     return None
 
 
@@ -189,8 +194,8 @@ class Sandbox:
     def handle(self, body: bytes) -> tuple[int, dict[str, Any], str | None]:
         """Status, JSON answer and the fault to act on (``drop`` / ``slow``) for an authorized POST."""
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
             data = None
         uuid = data.get("uuid") if isinstance(data, dict) else None
         with self._lock:

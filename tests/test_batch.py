@@ -61,3 +61,12 @@ def test_seen_keeps_the_first_line() -> None:
     assert s.first_line("a", 2) is None
     assert s.first_line("b", 3) is None
     assert s.first_line("a", 9) == 2
+
+
+def test_seen_grows_and_keeps_every_first_line() -> None:
+    s = Seen(expected=10)
+    ids = [f"customer-{i}" for i in range(200_000)]
+    assert all(s.first_line(cid, n) is None for n, cid in enumerate(ids, 2))
+    assert [s.first_line(ids[i], 10**6) for i in (0, 77_777, 199_999)] == [2, 77_779, 200_001]
+    digest = "ab" * 32
+    assert s.first_line(digest, 5) is None and s.first_line(digest, 6) == 5

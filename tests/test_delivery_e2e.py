@@ -177,4 +177,4 @@ def test_retry_refuses_a_changed_input_or_another_endpoint(sandbox: Callable[...
     with open(data, "a") as fh:
         fh.write("late@example.com,Late\n")
     p = run_cli("retry", "--last", "-c", str(cfg))
-    assert p.returncode == 2 and "the file has changed since" in p.stderr
+    assert p.returncode == 2 and "but the file has changed since" in p.stderr
