@@ -93,7 +93,7 @@ def profiles_from(
     on_reject: Callable[[int, str, object, bool], None],
 ) -> Iterator[Profile]:
     """Valid, first-seen profiles; every other row goes to ``on_reject`` with its reason."""
-    seen = Seen()
+    seen = Seen(expected=source.estimated_rows or 0)
     for line, record in source.records:
         report.rows_read += 1
         if isinstance(record, str):

@@ -53,6 +53,7 @@ class Source:
             return 0
 
     _raw: IO[bytes] | None = field(default=None, repr=False)
+    estimated_rows: int | None = None  # from the file size and the first lines, for sizing tables
 
     def close(self) -> None:
         if self._raw is sys.stdin.buffer:
@@ -128,8 +129,11 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
         )
     if fmt_ is None:  # stdin without --format: JSONL starts with '{'
         fmt_ = "jsonl" if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"{") else "csv"
+    estimate = None
+    if size and head.count(b"\n") and stream is buffered:  # not for gzip: its size says little
+        estimate = int(size / (len(head) / head.count(b"\n")))
     if fmt_ == "jsonl":
-        return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, size, raw)
+        return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, size, raw, estimate)
     # C-level decoding and parsing; bytes that are not UTF-8 become lone surrogates, and the
     # row that holds them is rejected (see _csv_records) instead of stopping the whole file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")  # type: ignore[type-var]
@@ -146,7 +150,7 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
     dupes = [h for h in header if h in seen or seen.add(h)]  # type: ignore[func-returns-value]
     if dupes:
         raise InputError(f"{shown}:1: repeated column name(s) in the header: {', '.join(sorted(set(dupes)))}")
-    return Source(shown, "csv", header, _csv_records(text, header, delim), delim, text, size, raw)  # type: ignore[arg-type]
+    return Source(shown, "csv", header, _csv_records(text, header, delim), delim, text, size, raw, estimate)  # type: ignore[arg-type]
 
 
 def _has_surrogates(text: str) -> bool:

@@ -263,6 +263,9 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "canopycli-sandbox"
+        # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm and the
+        # client's delayed ACK stall every answer for ~40 ms.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: never log URLs (tokens)
             pass
