@@ -14,6 +14,7 @@ import uuid as uuidlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 import orjson
 
@@ -122,8 +123,17 @@ class Encoder:
         return b'{"uuid":"' + batch_uuid.encode() + self._head + customers_json + b"}]}"
 
     def encode(self, profiles: list[Profile], first_index: int) -> tuple[list[Batch], list[Reject]]:
-        """One batch, or several if the body would pass the size limit; a lone profile too big is rejected."""
-        customers_json = orjson.dumps([p.customer for p in profiles])
+        """One batch, or several if the body would pass the size limit; a lone profile too big is rejected.
+
+        Text that is not valid UTF-8 (CSV bytes decoded with surrogateescape) cannot be encoded:
+        it is found here, once per batch, instead of being checked on every row; the rows that
+        hold it are rejected with their line numbers."""
+        try:
+            customers_json = orjson.dumps([p.customer for p in profiles])
+        except orjson.JSONEncodeError:
+            good, bad = _split_unencodable(profiles)
+            made, rejects = self.encode(good, first_index) if good else ([], [])
+            return made, bad + rejects
         u = self.batch_uuid(customers_json)
         body = self.body(u, customers_json)
         if len(body) <= self.max_body_bytes:
@@ -139,23 +149,26 @@ class Encoder:
         return left + right, lrej + rrej
 
 
+def _split_unencodable(profiles: list[Profile]) -> tuple[list[Profile], list[Reject]]:
+    good: list[Profile] = []
+    bad: list[Reject] = []
+    for p in profiles:
+        try:
+            orjson.dumps(p.customer)
+        except orjson.JSONEncodeError:
+            bad.append(Reject(p.line, "is not valid UTF-8 (re-export the file as UTF-8)"))
+        else:
+            good.append(p)
+    return good, bad
+
+
 def batches(profiles: Iterable[Profile], encoder: Encoder, batch_size: int, on_reject: RejectSink) -> Iterator[Batch]:
     """Group profiles into batches of at most ``batch_size`` (split further if too large)."""
-    pending: list[Profile] = []
+    it = iter(profiles)
     index = 0
-
-    def flush() -> list[Batch]:
-        nonlocal index
-        made, rejects = encoder.encode(pending, index)
+    while chunk := list(islice(it, batch_size)):  # C-level pull: no per-profile Python step here
+        made, rejects = encoder.encode(chunk, index)
         for r in rejects:
             on_reject(r)
         index += len(made)
-        return made
-
-    for p in profiles:
-        pending.append(p)
-        if len(pending) >= batch_size:
-            yield from flush()
-            pending = []
-    if pending:
-        yield from flush()
+        yield from made

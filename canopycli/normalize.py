@@ -62,15 +62,27 @@ def hashed_email(value: Any) -> str:
         raise ValueError("is empty")
     if len(v) == 64 and _HEX64.fullmatch(v):
         return v
+    if not v.isascii() and not _is_utf8(v):
+        raise ValueError("is not valid UTF-8 (re-export the file as UTF-8)")
     if not email_is_valid(v):
         raise ValueError("is not a valid email address")
     return hashlib.sha256(v.encode("utf-8")).hexdigest()
+
+
+def _is_utf8(v: str) -> bool:
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8 in the input
+        return False
+    return True
 
 
 def customer_id(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError("is not text or a whole number")
     v = str(value).strip()
+    if not v.isascii() and not _is_utf8(v):
+        raise ValueError("is not valid UTF-8 (re-export the file as UTF-8)")
     if not v:
         raise ValueError("is empty")
     if len(v) > MAX_CUSTOMER_ID:

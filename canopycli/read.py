@@ -134,8 +134,8 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
         estimate = int(size / (len(head) / head.count(b"\n")))
     if fmt_ == "jsonl":
         return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, size, raw, estimate)
-    # C-level decoding and parsing; bytes that are not UTF-8 become lone surrogates, and the
-    # row that holds them is rejected (see _csv_records) instead of stopping the whole file.
+    # C-level decoding and parsing; bytes that are not UTF-8 become lone surrogates, and the row
+    # that holds them is rejected when its batch is encoded (batch.Encoder), not the whole file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")  # type: ignore[type-var]
     header_line = text.readline()
     if _has_surrogates(header_line):
@@ -173,7 +173,6 @@ def sniff_delimiter(header: str) -> str:
 def _csv_records(text: IO[str], header: list[str], delim: str) -> Iterator[tuple[int, Record]]:
     reader = csv.reader(text, delimiter=delim, strict=False)
     width = len(header)
-    has_surrogates = _has_surrogates
     done = 1  # physical lines consumed so far (the header)
     for values in reader:
         line = done + 1  # the line this record starts on
@@ -182,10 +181,6 @@ def _csv_records(text: IO[str], header: list[str], delim: str) -> Iterator[tuple
             continue  # blank line
         if len(values) != width:
             yield line, f"has {len(values)} fields, the header has {width}"
-            continue
-        joined = "".join(values)
-        if not joined.isascii() and has_surrogates(joined):
-            yield line, "is not valid UTF-8 (re-export the file as UTF-8)"
             continue
         yield line, dict(zip(header, values, strict=True))
 

@@ -294,7 +294,8 @@ class RejectsWriter:
     """CSV of rejected and duplicate rows: ``line``, ``reason``, then the row's own columns."""
 
     def __init__(self, path: str | Path, columns: list[str] | None) -> None:
-        self._fh: IO[str] = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        # surrogateescape: bytes that were not UTF-8 in the input are written back as they were
+        self._fh: IO[str] = open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         self.columns = columns
         self._w = csv.writer(self._fh)
         self._w.writerow(["line", "reason", *(columns if columns is not None else ["record"])])

@@ -113,7 +113,11 @@ class SyncPipeline:
             if isinstance(got, Reject):
                 self.on_reject(line, got.reason, record, False)
                 continue
-            params = dumps(got.customer["params"])
+            try:
+                params = dumps(got.customer["params"])
+            except orjson.JSONEncodeError:
+                self.on_reject(line, "is not valid UTF-8 (re-export the file as UTF-8)", record, False)
+                continue
             yield line, got.customer_id, params_digest(params), params
 
     def _stage(self) -> None:

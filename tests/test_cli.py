@@ -125,3 +125,18 @@ def test_unexpected_errors_are_one_line_unless_debug(tmp_path: Path, monkeypatch
     monkeypatch.setattr(cli, "run_push", boom)
     code, _, err = invoke("push", "x.csv", "-c", str(cfg))
     assert code == 1 and "unexpected RuntimeError: kaboom ***" in err and TOKEN not in err
+
+
+@pytest.mark.parametrize("command", ["push", "sync"])
+@pytest.mark.parametrize("identifier", ["hashed_email", "customer_id"])
+def test_bytes_that_are_not_utf8_reject_only_their_row(tmp_path: Path, command: str, identifier: str) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x", connector={"identifier": identifier})
+    data = tmp_path / "s.csv"
+    data.write_bytes(b"email,city\na@x.com,Li\xe8ge\nb@x.com,Gent\nc\xff@x.com,Gent\n")
+    r = runner.invoke(
+        app, [command, str(data), "-c", str(cfg), "--dry-run", "--rejects", "rej.csv", "--report-json", "r.json"]
+    )
+    assert r.exit_code == 0, r.stderr
+    rejected = (tmp_path / "rej.csv").read_text(encoding="utf-8", errors="replace").splitlines()[1:]
+    assert sorted(line.split(",")[0] for line in rejected) == ["2", "4"]
+    assert all("UTF-8" in line or "valid email" in line for line in rejected)
