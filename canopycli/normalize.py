@@ -136,15 +136,6 @@ def _flag(v: Any) -> bool:
     return got
 
 
-def _limit(limit: int | None) -> Callable[[str], str]:
-    def check(v: str) -> str:
-        if limit is not None and len(v) > limit:
-            raise ValueError(f"is longer than {limit} characters ({len(v)})")
-        return v
-
-    return check
-
-
 def _number(v: Any) -> int | float:
     if v is True or v is False:
         raise ValueError("is a boolean, not a number")
@@ -215,8 +206,15 @@ def converter(p: Param) -> tuple[str, Converter | None]:
     if t == "string":
         return "string", None
     if t == "option":
-        check = _limit(p.max_length)
-        return "string", lambda v: check(_text(v).upper())
+        limit = p.max_length
+
+        def option(v: Any) -> str:
+            u = (v.strip() if v.__class__ is str else _text(v)).upper()
+            if limit is not None and len(u) > limit:
+                raise ValueError(f"is longer than {limit} characters ({len(u)})")
+            return u
+
+        return "string", option
     simple: dict[str, tuple[str, Converter]] = {
         "number": ("number", _number),
         "integer": ("number", _integer),
