@@ -34,6 +34,7 @@ class Batch:
     customer_ids: list[str]
     lines: list[int] = field(repr=False)
     removals: int = 0  # sync: REMOVED profiles that come from the baseline (line 0), not from input rows
+    digests: list[bytes | None] | None = field(default=None, repr=False)  # sync: per profile, None for REMOVED
 
     @property
     def profiles(self) -> int:
@@ -138,7 +139,8 @@ class Encoder:
         body = self.body(u, customers_json)
         if len(body) <= self.max_body_bytes:
             lines = [p.line for p in profiles]
-            batch = Batch(first_index, u, body, [p.customer_id for p in profiles], lines, lines.count(0))
+            digests = [p.digest for p in profiles]
+            batch = Batch(first_index, u, body, [p.customer_id for p in profiles], lines, lines.count(0), digests)
             return [batch], []
         if len(profiles) == 1:
             limit = self.max_body_bytes

@@ -289,25 +289,14 @@ class Journal:
 
     # -- batches ---------------------------------------------------------------------------
 
-    def add_batch(self, run_id: str, batch: Batch, keep_body: bool) -> None:
-        """A batch about to be sent. ``keep_body``: store its body now (sync); otherwise the body is
-        stored only if the batch ends unacknowledged, and a batch killed in flight is rebuilt
-        from the input (checked by its SHA-256) by ``retry``."""
+    def add_batch(self, run_id: str, batch: Batch) -> None:
+        """A batch about to be sent, without its body: the body is stored only if the batch ends
+        unacknowledged (``record``). One killed in flight is rebuilt by ``retry`` from the input,
+        checked by its SHA-256 (push), or found again by the next diff (sync)."""
         t = now()
         self._x(
-            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, body, removals)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                run_id,
-                batch.index,
-                batch.uuid,
-                batch.profiles,
-                PENDING,
-                t,
-                t,
-                batch.body if keep_body else None,
-                batch.removals,
-            ),
+            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, removals) VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.removals),
         )
 
     def batch_count(self, run_id: str) -> int:
@@ -331,12 +320,13 @@ class Journal:
         attempts: int,
         error: str | None,
         detail: str | None,
-        baseline: tuple[str, bytes] | None = None,
+        baseline: tuple[str, list[tuple[str, bytes | None]]] | None = None,
         body: bytes | None = None,
     ) -> None:
         """A batch's outcome, in one transaction with the baseline move it implies (sync runs).
 
-        ``baseline`` is (scope, body) of a sync batch; it moves only if the batch was acknowledged.
+        ``baseline`` is (scope, [(id, params digest, or None for a removal)]) of a sync batch; it
+        moves only if the batch was acknowledged.
         An acknowledged batch's body is dropped (it is never needed again); an unacknowledged one
         keeps ``body``, so ``retry`` can resend it without the input file.
         """
@@ -358,10 +348,9 @@ class Journal:
                 self.db.execute("ROLLBACK")
                 raise
 
-    def _move_baseline(self, scope: str, body: bytes) -> None:
-        from .sync import baseline_changes  # the digest rule lives with the diff
-
-        upserts, deletes = baseline_changes(body)
+    def _move_baseline(self, scope: str, changes: list[tuple[str, bytes | None]]) -> None:
+        upserts = [(cid, d) for cid, d in changes if d is not None]
+        deletes = [cid for cid, d in changes if d is None]
         if upserts:
             self.db.executemany(
                 "INSERT INTO baseline (scope, customer_id, digest) VALUES (?,?,?)"
@@ -390,7 +379,8 @@ class Journal:
         idxs = [
             r[0]
             for r in self._x(
-                "SELECT idx FROM batches WHERE run_id=? AND state NOT IN (?,?) ORDER BY idx", (run_id, *DONE)
+                "SELECT idx FROM batches WHERE run_id=? AND state NOT IN (?,?) AND body IS NOT NULL ORDER BY idx",
+                (run_id, *DONE),
             ).fetchall()
         ]
         for idx in idxs:

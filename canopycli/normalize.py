@@ -27,6 +27,7 @@ class Profile(NamedTuple):
     line: int
     customer_id: str
     customer: dict[str, Any]  # the wire object: customerId, r42Status, params
+    digest: bytes | None = None  # sync: the params digest the baseline takes when acknowledged
 
 
 class Reject(NamedTuple):

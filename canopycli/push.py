@@ -32,7 +32,7 @@ from .read import Source, fingerprint, open_source
 from .report import RejectsWriter, Report
 from .send import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
 from .state import SegmentLock, state_dir
-from .sync import SyncPipeline, scope_of
+from .sync import SyncPipeline, baseline_changes, scope_of
 
 
 @dataclass
@@ -246,7 +246,7 @@ def run_push(
                         journal.touch_scope(
                             scope, resolved.connector_name, resolved.segment_key, conn.identifier, run_id
                         )
-                    batches_ = spool(journal, run_id, stage.batches(), keep_bodies=scope is not None)
+                    batches_ = spool(journal, run_id, stage.batches())
                     _drive(
                         journal,
                         run_id,
@@ -314,20 +314,18 @@ def run_retry(
         finally:
             if source is not None:
                 source.close()
-        if not run.spool_complete and scope is not None:
-            report.retry_hint = (
-                "this sync stopped before its diff was complete: the next `canopycli sync` sends the rest"
-            )
+        if scope is not None and (not run.spool_complete or journal.bodiless(run.id)):
+            report.retry_hint = "this sync was stopped mid-way: the next `canopycli sync` finds and sends the rest"
         return finish(journal, run.id, report)
 
 
 # --- the machinery shared by push and retry -------------------------------------------------
 
 
-def spool(journal: Journal, run_id: str, stream: Iterator[Batch], keep_bodies: bool) -> Iterator[Batch]:
+def spool(journal: Journal, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
     """Write each batch to the journal (pending) before it may be sent."""
     for b in stream:
-        journal.add_batch(run_id, b, keep_bodies)
+        journal.add_batch(run_id, b)
         yield b
 
 
@@ -337,7 +335,7 @@ def respool(journal: Journal, run_id: str, stream: Iterator[Batch]) -> Iterator[
     known = journal.states(run_id)
     for b in stream:
         if b.index not in known:
-            journal.add_batch(run_id, b, keep_body=False)
+            journal.add_batch(run_id, b)
             yield b
             continue
         uuid, state = known[b.index]
@@ -404,7 +402,7 @@ def _drive(
 
     def on_result(r: Result) -> None:
         state = _STATE_OF.get(r.outcome, FAILED if r.outcome == "failed" else NOT_SENT)
-        baseline = (scope, r.batch.body) if scope is not None and state == SENT else None
+        baseline = (scope, baseline_changes(r.batch)) if scope is not None and state == SENT else None
         journal.record(
             run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail, baseline, r.batch.body
         )

@@ -42,18 +42,19 @@ def params_digest(params_json: bytes) -> bytes:
     return hashlib.blake2b(params_json, digest_size=DIGEST_BYTES).digest()
 
 
-def baseline_changes(body: bytes) -> tuple[list[tuple[str, bytes]], list[str]]:
-    """What an acknowledged sync batch does to the baseline: (id, digest) upserts and removals."""
-    upserts: list[tuple[str, bytes]] = []
-    deletes: list[str] = []
-    dumps = orjson.dumps
-    for campaign in orjson.loads(body)["campaigns"]:
+def baseline_changes(batch: Batch) -> list[tuple[str, bytes | None]]:
+    """What an acknowledged sync batch does to the baseline: (id, params digest), None for a removal.
+
+    A batch built in this process carries its digests; one loaded from the journal (retry) is
+    read back from its body."""
+    if batch.digests is not None:
+        return list(zip(batch.customer_ids, batch.digests, strict=True))
+    out: list[tuple[str, bytes | None]] = []
+    for campaign in orjson.loads(batch.body)["campaigns"]:
         for c in campaign["customers"]:
-            if c["r42Status"] == "REMOVED":
-                deletes.append(c["customerId"])
-            else:
-                upserts.append((c["customerId"], params_digest(dumps(c["params"]))))
-    return upserts, deletes
+            removed = c["r42Status"] == "REMOVED"
+            out.append((c["customerId"], None if removed else params_digest(orjson.dumps(c["params"]))))
+    return out
 
 
 class SyncPipeline:
@@ -150,11 +151,12 @@ class SyncPipeline:
     def _diff(self, full: bool) -> None:
         db = self.db
         scope = "" if full else self.scope  # --full: diff against nothing, everything is NEW
+        # only row ids: the params stay in snap (a copy of them would double the disk traffic)
         db.execute(
-            "CREATE TABLE changes AS SELECT s.line, s.id, s.params, (b.digest IS NULL) AS is_new"
+            "CREATE TABLE changes AS SELECT s.rowid AS rid, (b.digest IS NULL) AS is_new"
             " FROM snap s LEFT JOIN j.baseline b ON b.scope = ? AND b.customer_id = s.id"
             " WHERE (b.digest IS NULL OR b.digest != s.digest) AND s.id NOT IN (SELECT id FROM dup)"
-            " ORDER BY s.line",
+            " ORDER BY s.rowid",
             (scope,),
         )
         db.execute(
@@ -184,10 +186,14 @@ class SyncPipeline:
         return -(-(self.changed + self.removed) // self.batch_size)
 
     def _profiles(self) -> Iterator[Profile]:
-        loads = orjson.loads
-        for line, cid, params, is_new in self.db.execute("SELECT line, id, params, is_new FROM changes ORDER BY rowid"):
+        fragment = orjson.Fragment  # the params are JSON already: embedded as they are, not parsed again
+        rows = self.db.execute(
+            "SELECT s.line, s.id, s.params, s.digest, c.is_new FROM changes c JOIN snap s ON s.rowid = c.rid"
+            " ORDER BY c.rowid"
+        )
+        for line, cid, params, digest, is_new in rows:
             status = "NEW" if is_new else "MODIFIED"
-            yield Profile(line, cid, {"customerId": cid, "r42Status": status, "params": loads(params)})
+            yield Profile(line, cid, {"customerId": cid, "r42Status": status, "params": fragment(params)}, digest)
         for (cid,) in self.db.execute("SELECT id FROM gone ORDER BY rowid"):
             yield Profile(0, cid, {"customerId": cid, "r42Status": "REMOVED", "params": []})
 

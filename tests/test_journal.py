@@ -41,24 +41,24 @@ def test_batches_state_and_body_dropped_on_ack(tmp_path: Path) -> None:
     with Journal(tmp_path) as j:
         run = start(j)
         for i in range(3):
-            j.add_batch(run, batch(i), keep_body=i == 2)
+            j.add_batch(run, batch(i))
         j.record(run, 0, SENT, 200, 1, None, None, body=batch(0).body)
         j.record(run, 1, FAILED, 500, 4, "HTTP 500", "oops", body=batch(1).body)
-        assert [b.state for b in j.batches(run)] == [SENT, FAILED, PENDING]
+        j.record(run, 2, "not_sent", None, 0, None, None, body=batch(2).body)
+        j.add_batch(run, batch(3))  # killed in flight: no body
+        assert [b.state for b in j.batches(run)] == [SENT, FAILED, "not_sent", PENDING]
         again = list(j.unacked(run))
         assert [b.index for b in again] == [1, 2]
         assert again[0].body == batch(1).body and again[0].uuid == batch(1).uuid
         assert j.db.execute("SELECT body IS NULL FROM batches WHERE idx=0").fetchone() == (1,)
-        assert j.batch_count(run) == 3 and j.bodiless(run) == 0
-        j.add_batch(run, batch(3), keep_body=False)
-        assert j.bodiless(run) == 1
+        assert j.batch_count(run) == 4 and j.bodiless(run) == 1
         assert j.last_run().id == run
 
 
 def test_prune(tmp_path: Path) -> None:
     with Journal(tmp_path) as j:
         run = start(j)
-        j.add_batch(run, batch(0), keep_body=True)
+        j.add_batch(run, batch(0))
         j.finish_run(run, "finished", 0, None)
         assert j.prune(dt.datetime.now(dt.UTC) - dt.timedelta(days=1)) == 0
         assert j.prune(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)) == 1

@@ -44,8 +44,10 @@ def test_baseline_changes_from_an_acknowledged_body() -> None:
             ],
         }
     )
-    ups, dels = baseline_changes(body)
-    assert ups == [("a", params_digest(b'[{"name":"n","type":"string","value":"1"}]'))] and dels == ["b"]
+    from canopycli.batch import Batch
+
+    changes = baseline_changes(Batch(0, "x", body, ["a", "b"], [1, 0]))  # as loaded from the journal
+    assert changes == [("a", params_digest(b'[{"name":"n","type":"string","value":"1"}]')), ("b", None)]
 
 
 def received(rec: Path) -> list[dict[str, Any]]:
