@@ -202,6 +202,7 @@ def run_push(
         if opts.dry_run and sync is not None:
 
             def build(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
+                journal.fold_baseline(scope)  # logically a no-op: only applies acknowledged moves
                 return SyncPipeline(
                     settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
                 )
@@ -220,6 +221,7 @@ def run_push(
                     rows = None if lines is None else lines - (1 if source.format == "csv" else 0)
                     needed = requests_needed(rows, conn.batch_size)
                 else:
+                    journal.fold_baseline(scope)  # the diff reads the baseline table directly
                     stage = SyncPipeline(
                         settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
                     )
@@ -437,6 +439,8 @@ def _drive(
 
 def finish(journal: Journal, run_id: str, live: Report) -> Report:
     """Close the run in the journal and report it from there (so retry reports the whole run)."""
+    if live.command in ("sync", "retry"):
+        journal.fold_baseline()
     report = Report.from_journal(journal.run(run_id), journal.batches(run_id), live.command)
     report.stop_reason, report.retry_hint, report.reject_samples = (
         live.stop_reason,

@@ -117,3 +117,17 @@ def test_runs_commands_and_prune_cli(tmp_path: Path, sandbox) -> None:  # noqa: 
     assert r.exit_code == 2 and "--last" in r.stderr
     r = runner.invoke(app, ["retry", "--last", "-c", str(cfg)])
     assert r.exit_code == 0 and sb.snapshot()["requests"] == 2  # nothing left to send
+
+
+def test_baseline_moves_fold_in_order_latest_wins(tmp_path: Path) -> None:
+    with Journal(tmp_path) as j:
+        run = start(j)
+        j.add_batch(run, batch(0))
+        j.record(run, 0, SENT, 200, 1, None, None, ("S", [("a", b"1"), ("b", b"1"), ("c", b"1")]))
+        j.add_batch(run, batch(1))
+        j.record(run, 1, SENT, 200, 1, None, None, ("S", [("a", b"2"), ("b", None)]))
+        j.add_batch(run, batch(2))
+        j.record(run, 2, FAILED, 500, 1, None, None, ("S", [("c", None)]))  # not acknowledged: no move
+        assert j.db.execute("SELECT COUNT(*) FROM baseline").fetchone() == (0,)  # folded lazily
+        assert list(j.baseline_rows("S")) == [("a", b"2"), ("c", b"1")]
+        assert j.baseline_size("S") == 2 and j.db.execute("SELECT COUNT(*) FROM baseline_moves").fetchone() == (0,)
