@@ -255,16 +255,29 @@ def push(
     wait: WaitOpt = False,
 ) -> None:
     """Validate, hash and batch a segment file, and POST it to the webhook (journaled, resumable)."""
-    resolved = _resolved(config, segment)
     opts = PushOptions(
         file, format, delimiter, status, dry_run, out, rejects, concurrency, allow_partial, wait, state_dir_
     )
+    _run(config, segment, opts, None, report_json, quiet)
+
+
+def _run(
+    config: Path | None,
+    segment: str | None,
+    opts: PushOptions,
+    sync: SyncOptions | None,
+    report_json: Path | None,
+    quiet: bool,
+) -> None:
+    """push and sync: one implementation, with progress, signals, the run id and the report."""
+    resolved = _resolved(config, segment)
     cancel = Cancel()
-    with _ProgressView(quiet, f"push {resolved.segment_name}") as progress, _signals(cancel):
-        report = run_push(resolved, opts, progress=progress, cancel=cancel)
+    label = f"{'sync' if sync else 'push'} {resolved.segment_name}"
+    with _ProgressView(quiet, label) as progress, _signals(cancel):
+        report = run_push(resolved, opts, sync=sync, progress=progress, cancel=cancel)
     if report.run_id and not quiet:
         say(f"run {report.run_id}")
-    _finish(report, report_json, quiet, rejects)
+    _finish(report, report_json, quiet, opts.rejects)
 
 
 def _share(value: str) -> float:
@@ -309,17 +322,10 @@ def sync(
     wait: WaitOpt = False,
 ) -> None:
     """Send only what changed since the last acknowledged sync: NEW, MODIFIED and REMOVED profiles."""
-    resolved = _resolved(config, segment)
     opts = PushOptions(
         file, format, delimiter, "NEW", dry_run, out, rejects, concurrency, allow_partial, wait, state_dir_
     )
-    options = SyncOptions(full=full, max_remove=_share(max_remove), force=force)
-    cancel = Cancel()
-    with _ProgressView(quiet, f"sync {resolved.segment_name}") as progress, _signals(cancel):
-        report = run_push(resolved, opts, sync=options, progress=progress, cancel=cancel)
-    if report.run_id and not quiet:
-        say(f"run {report.run_id}")
-    _finish(report, report_json, quiet, rejects)
+    _run(config, segment, opts, SyncOptions(full=full, max_remove=_share(max_remove), force=force), report_json, quiet)
 
 
 @app.command()
