@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import sys
 from collections.abc import Iterator
@@ -210,8 +211,6 @@ def fingerprint(path: str) -> tuple[str, int]:
     The digest lets ``retry`` re-read the same input safely; the line count bounds how many
     requests a push can need, for the daily-quota check before anything is sent.
     """
-    import hashlib
-
     h = hashlib.sha256()
     lines = 0
     with open(path, "rb") as fh:

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import sqlite3
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ class SyncPipeline:
         )
         rows = self._rows()
         db.execute("BEGIN")
-        while chunk := _take(rows, _CHUNK):
+        while chunk := list(islice(rows, _CHUNK)):
             db.executemany("INSERT INTO snap VALUES (?,?,?,?)", chunk)
         db.execute("COMMIT")
         db.execute("CREATE INDEX snap_id ON snap(id)")
@@ -210,15 +211,6 @@ class SyncPipeline:
             "rows_duplicate": r.rows_duplicate,
             "profiles_unchanged": r.profiles_unchanged,
         }
-
-
-def _take(it: Iterator[Any], n: int) -> list[Any]:
-    out = []
-    for x in it:
-        out.append(x)
-        if len(out) >= n:
-            break
-    return out
 
 
 # --- portable baselines (state export / import) ------------------------------------------------
