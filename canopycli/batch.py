@@ -10,6 +10,7 @@ the duplicate.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import uuid as uuidlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -50,24 +51,28 @@ class Seen:
     Memory matters here: this is the only structure that grows with the input. Instead of a dict
     of id strings (~180 bytes an entry) it is an open-addressing table of 8-byte keys (the first
     64 bits of the SHA-256 of the id) and 4-byte line numbers in two flat arrays: 12 bytes a
-    slot, at most 2/3 full. Two different ids share a key with a chance of about n^2 / 2^65
-    (1 in 7 million for a million ids); such a pair would be reported as a duplicate, never
-    sent twice.
+    slot, at most 2/3 full, and never more than ``max_slots`` (24 MiB by default, about 1.4
+    million ids). Ids beyond that go to a scratch SQLite table on disk, so memory stays flat
+    however long the file is (those lookups are slower). Two different ids share a key with a
+    chance of about n^2 / 2^65 (1 in 7 million for a million ids); such a pair would be reported
+    as a duplicate, never sent twice.
     """
 
-    def __init__(self, expected: int = 1 << 16) -> None:
-        size = 1 << max(16, (expected * 3 // 2).bit_length())
+    def __init__(self, expected: int = 1 << 16, max_slots: int = 1 << 21) -> None:
+        size = min(1 << max(12, (expected * 3 // 2).bit_length()), max_slots)
+        self._max_slots = max(size, max_slots)
         self._keys = array("q", bytes(8 * size))
         self._lines = array("l" if array("l").itemsize == 4 else "i", bytes(4 * size))
         self._mask = size - 1
         self._count = 0
+        self._disk: sqlite3.Connection | None = None
 
     @staticmethod
     def key(customer_id: str) -> int:
         if len(customer_id) == 64:  # already a SHA-256 hex digest (hashed_email)
             k = int(customer_id[:16], 16)
         else:
-            k = int.from_bytes(hashlib.sha256(customer_id.encode()).digest()[:8], "big")
+            k = int.from_bytes(hashlib.sha256(customer_id.encode("utf-8", "surrogatepass")).digest()[:8], "big")
         k = k - (1 << 64) if k >= 1 << 63 else k
         return k or 1  # 0 marks an empty slot
 
@@ -79,15 +84,36 @@ class Seen:
         while True:
             k = keys[i]
             if k == 0:
-                keys[i] = key
-                self._lines[i] = line
-                self._count += 1
-                if self._count * 3 > mask * 2:
-                    self._grow()
-                return None
+                break
             if k == key:
                 return int(self._lines[i])
             i = (i + 1) & mask
+        if self._disk is not None:
+            return self._on_disk(key, line)
+        keys[i] = key
+        self._lines[i] = line
+        self._count += 1
+        if self._count * 3 > mask * 2:
+            if (mask + 1) * 2 <= self._max_slots:
+                self._grow()
+            else:  # the table is as large as it may be: further ids go to disk
+                self._disk = sqlite3.connect("", isolation_level=None)
+                self._disk.execute("PRAGMA cache_size=-2048")
+                self._disk.execute("CREATE TABLE seen (k INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
+        return None
+
+    def _on_disk(self, key: int, line: int) -> int | None:
+        assert self._disk is not None
+        got = self._disk.execute("SELECT line FROM seen WHERE k = ?", (key,)).fetchone()
+        if got is not None:
+            return int(got[0])
+        self._disk.execute("INSERT INTO seen VALUES (?, ?)", (key, line))
+        return None
+
+    def close(self) -> None:
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
 
     def _grow(self) -> None:
         old_keys, old_lines = self._keys, self._lines

@@ -94,6 +94,19 @@ def profiles_from(
 ) -> Iterator[Profile]:
     """Valid, first-seen profiles; every other row goes to ``on_reject`` with its reason."""
     seen = Seen(expected=source.estimated_rows or 0)
+    try:
+        yield from _first_seen(source, normalizer, report, on_reject, seen)
+    finally:
+        seen.close()
+
+
+def _first_seen(
+    source: Source,
+    normalizer: Normalizer,
+    report: Report,
+    on_reject: Callable[[int, str, object, bool], None],
+    seen: Seen,
+) -> Iterator[Profile]:
     for line, record in source.records:
         report.rows_read += 1
         if isinstance(record, str):

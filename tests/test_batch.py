@@ -70,3 +70,12 @@ def test_seen_grows_and_keeps_every_first_line() -> None:
     assert [s.first_line(ids[i], 10**6) for i in (0, 77_777, 199_999)] == [2, 77_779, 200_001]
     digest = "ab" * 32
     assert s.first_line(digest, 5) is None and s.first_line(digest, 6) == 5
+
+
+def test_seen_spills_to_disk_past_its_memory_cap() -> None:
+    s = Seen(expected=10, max_slots=1 << 12)  # at most 4096 slots in memory
+    ids = [f"customer-{i}" for i in range(20_000)]
+    assert all(s.first_line(cid, n) is None for n, cid in enumerate(ids, 2))
+    assert len(s._keys) == 1 << 12 and s._disk is not None
+    assert [s.first_line(ids[i], 10**6) for i in (0, 5_000, 19_999)] == [2, 5_002, 20_001]
+    s.close()
