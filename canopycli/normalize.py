@@ -26,7 +26,7 @@ MAX_CUSTOMER_ID = 100
 class Profile(NamedTuple):
     line: int
     customer_id: str
-    customer: Any  # the wire object (customerId, r42Status, params), or its JSON as an orjson.Fragment
+    customer: dict[str, Any]  # the wire object: customerId, r42Status, params
     digest: bytes | None = None  # sync: the params digest the baseline takes when acknowledged
 
 

@@ -26,10 +26,9 @@ from .batch import Batch, Encoder, Seen, batches
 from .config import Resolved, Segment
 from .errors import InputError, StateError
 from .journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
-from .normalize import Normalizer, Profile
-from .parallel import Outcome, parallel, serial, worker_count
+from .normalize import Normalizer, Profile, Reject
 from .quota import DailyQuota, requests_needed, retry_when
-from .read import Record, Source, fingerprint, open_source
+from .read import Source, fingerprint, open_source
 from .report import RejectsWriter, Report
 from .send import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
 from .state import SegmentLock, state_dir
@@ -88,28 +87,40 @@ class Transport:
 
 
 def profiles_from(
-    outcomes: Iterator[tuple[int, Outcome, Record]],
+    source: Source,
+    normalizer: Normalizer,
     report: Report,
     on_reject: Callable[[int, str, object, bool], None],
-    expected_rows: int | None,
 ) -> Iterator[Profile]:
-    """Valid, first-seen profiles, in input order; every other row goes to ``on_reject`` with its reason."""
-    seen = Seen(expected=expected_rows or 0)
+    """Valid, first-seen profiles; every other row goes to ``on_reject`` with its reason."""
+    seen = Seen(expected=source.estimated_rows or 0)
     try:
-        for line, got, record in outcomes:
-            report.rows_read += 1
-            if got.__class__ is str:
-                on_reject(line, got, None if isinstance(record, str) else record, False)  # type: ignore[arg-type]
-                continue
-            first = seen.first_line(got.customer_id, line)  # type: ignore[union-attr]
-            if first is not None:
-                on_reject(
-                    line, f"duplicate identifier: line {first} has the same one and is the one sent", record, True
-                )
-                continue
-            yield got  # type: ignore[misc]
+        yield from _first_seen(source, normalizer, report, on_reject, seen)
     finally:
         seen.close()
+
+
+def _first_seen(
+    source: Source,
+    normalizer: Normalizer,
+    report: Report,
+    on_reject: Callable[[int, str, object, bool], None],
+    seen: Seen,
+) -> Iterator[Profile]:
+    for line, record in source.records:
+        report.rows_read += 1
+        if isinstance(record, str):
+            on_reject(line, record, None, False)
+            continue
+        got = normalizer(line, record)
+        if isinstance(got, Reject):
+            on_reject(line, got.reason, record, False)
+            continue
+        first = seen.first_line(got.customer_id, line)
+        if first is not None:
+            on_reject(line, f"duplicate identifier: line {first} has the same one and is the one sent", record, True)
+            continue
+        yield got
 
 
 def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
@@ -150,7 +161,6 @@ class Pipeline:
             endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
         )
         self.source, self.report, self.rejects = source, report, rejects
-        self.settings = settings
         self.batch_size = settings["batch_size"]
         self.in_batches = 0  # profiles handed out in batches so far
 
@@ -160,13 +170,7 @@ class Pipeline:
             self.rejects.write(line, reason, record)
 
     def batches(self) -> Iterator[Batch]:
-        src = self.source
-        workers = worker_count(src.estimated_rows)
-        if workers:
-            outcomes = parallel(src.records, self.settings, src.columns, src.name, workers)
-        else:
-            outcomes = serial(src.records, self.normalizer)
-        profiles = profiles_from(outcomes, self.report, self.on_reject, src.estimated_rows)
+        profiles = profiles_from(self.source, self.normalizer, self.report, self.on_reject)
         for b in batches(
             profiles, self.encoder, self.batch_size, lambda r: self.on_reject(r.line, r.reason, None, False)
         ):

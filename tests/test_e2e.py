@@ -253,26 +253,3 @@ def test_debug_env_shows_traceback(tmp_path: Path) -> None:
     p = run_cli("push", "nope.csv", "-c", str(tmp_path / "c.yaml"), env={"CANOPYCLI_DEBUG": "1"})
     assert p.returncode != 0 and "Traceback" in p.stderr
     assert TOKEN not in p.stderr
-
-
-def test_worker_processes_make_the_same_batches_as_one_process(tmp_path: Path) -> None:
-    """The parallel path (forced on with CANOPYCLI_WORKERS) is byte for byte the serial one."""
-    rows = emails(3000)
-    rows[5]["email"] = "bad@@example.com"
-    rows[2500]["email"] = rows[7]["email"]
-    data = write_csv(tmp_path / "s.csv", rows)
-    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x")
-    outs = {}
-    for workers in ("0", "2"):
-        out = tmp_path / f"bodies{workers}"
-        p = run_cli(
-            "push", str(data), "-c", str(cfg), "--dry-run", "--out", str(out), "--rejects", str(tmp_path / f"rej{workers}.csv"),
-            "--report-json", str(tmp_path / f"r{workers}.json"), env={"CANOPYCLI_WORKERS": workers},
-        )  # fmt: skip
-        assert p.returncode == 0, p.stderr
-        outs[workers] = {f.name: f.read_bytes() for f in out.iterdir()}
-    assert outs["0"] == outs["2"] and len(outs["0"]) == 6
-    assert (tmp_path / "rej0.csv").read_text() == (tmp_path / "rej2.csv").read_text()
-    r0, r2 = report(tmp_path / "r0.json"), report(tmp_path / "r2.json")
-    assert {k: r0[k] for k in ("rows_read", "rows_rejected", "rows_duplicate")} == {k: r2[k] for k in ("rows_read", "rows_rejected", "rows_duplicate")} == {
-        "rows_read": 3000, "rows_rejected": 1, "rows_duplicate": 1}  # fmt: skip
