@@ -305,9 +305,6 @@ class Journal:
             (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.removals),
         )
 
-    def batch_count(self, run_id: str) -> int:
-        return int(self._x("SELECT COUNT(*) FROM batches WHERE run_id=?", (run_id,)).fetchone()[0])
-
     def bodiless(self, run_id: str) -> int:
         """Unacknowledged batches whose body was never stored (their run was killed in flight)."""
         sql = "SELECT COUNT(*) FROM batches WHERE run_id=? AND state NOT IN (?,?) AND body IS NULL"
@@ -389,10 +386,6 @@ class Journal:
                 except BaseException:
                     self.db.execute("ROLLBACK")
                     raise
-
-    def batch_uuid(self, run_id: str, idx: int) -> str | None:
-        row = self._x("SELECT uuid FROM batches WHERE run_id=? AND idx=?", (run_id, idx)).fetchone()
-        return row[0] if row else None
 
     def batches(self, run_id: str) -> list[BatchRow]:
         rows = self._x(

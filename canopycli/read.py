@@ -44,15 +44,6 @@ class Source:
     records: Iterator[tuple[int, Record]]
     delimiter: str | None = None
     _stream: IO[bytes] | None = field(default=None, repr=False)
-    bytes_total: int | None = None
-
-    def bytes_read(self) -> int:
-        """How far into the (raw, compressed) file we are: for progress bars."""
-        try:
-            return self._raw.tell() if self._raw else 0
-        except (OSError, ValueError):
-            return 0
-
     _raw: IO[bytes] | None = field(default=None, repr=False)
     estimated_rows: int | None = None  # from the file size and the first lines, for sizing tables
 
@@ -134,7 +125,7 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
     if size and head.count(b"\n") and stream is buffered:  # not for gzip: its size says little
         estimate = int(size / (len(head) / head.count(b"\n")))
     if fmt_ == "jsonl":
-        return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, size, raw, estimate)
+        return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, raw, estimate)
     # C-level decoding and parsing; bytes that are not UTF-8 become lone surrogates, and the row
     # that holds them is rejected when its batch is encoded (batch.Encoder), not the whole file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")  # type: ignore[type-var]
@@ -151,7 +142,7 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
     dupes = [h for h in header if h in seen or seen.add(h)]  # type: ignore[func-returns-value]
     if dupes:
         raise InputError(f"{shown}:1: repeated column name(s) in the header: {', '.join(sorted(set(dupes)))}")
-    return Source(shown, "csv", header, _csv_records(text, header, delim), delim, text, size, raw, estimate)  # type: ignore[arg-type]
+    return Source(shown, "csv", header, _csv_records(text, header, delim), delim, text, raw, estimate)  # type: ignore[arg-type]
 
 
 def _has_surrogates(text: str) -> bool:
