@@ -152,15 +152,9 @@ class Encoder:
     def encode(self, profiles: list[Profile], first_index: int) -> tuple[list[Batch], list[Reject]]:
         """One batch, or several if the body would pass the size limit; a lone profile too big is rejected.
 
-        Text that is not valid UTF-8 (CSV bytes decoded with surrogateescape) cannot be encoded:
-        it is found here, once per batch, instead of being checked on every row; the rows that
-        hold it are rejected with their line numbers."""
-        try:
-            customers_json = orjson.dumps([p.customer for p in profiles])
-        except orjson.JSONEncodeError:
-            good, bad = _split_unencodable(profiles)
-            made, rejects = self.encode(good, first_index) if good else ([], [])
-            return made, bad + rejects
+        A profile's wire object is a dict or JSON already (``orjson.Fragment``, see
+        ``Normalizer(encoded=True)``); either way the body's bytes are the same."""
+        customers_json = orjson.dumps([p.customer for p in profiles])
         u = self.batch_uuid(customers_json)
         body = self.body(u, customers_json)
         if len(body) <= self.max_body_bytes:
@@ -175,19 +169,6 @@ class Encoder:
         left, lrej = self.encode(profiles[:mid], first_index)
         right, rrej = self.encode(profiles[mid:], first_index + len(left))
         return left + right, lrej + rrej
-
-
-def _split_unencodable(profiles: list[Profile]) -> tuple[list[Profile], list[Reject]]:
-    good: list[Profile] = []
-    bad: list[Reject] = []
-    for p in profiles:
-        try:
-            orjson.dumps(p.customer)
-        except orjson.JSONEncodeError:
-            bad.append(Reject(p.line, "is not valid UTF-8 (re-export the file as UTF-8)"))
-        else:
-            good.append(p)
-    return good, bad
 
 
 def batches(profiles: Iterable[Profile], encoder: Encoder, batch_size: int, on_reject: RejectSink) -> Iterator[Batch]:

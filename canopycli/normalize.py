@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
+from orjson import Fragment, JSONEncodeError, dumps
 
 from .config import Param, Segment
 from .errors import InputError
@@ -26,7 +27,7 @@ MAX_CUSTOMER_ID = 100
 class Profile(NamedTuple):
     line: int
     customer_id: str
-    customer: dict[str, Any]  # the wire object: customerId, r42Status, params
+    customer: dict[str, Any] | Fragment  # the wire object (customerId, r42Status, params), or its JSON
     digest: bytes | None = None  # sync: the params digest the baseline takes when acknowledged
 
 
@@ -116,6 +117,7 @@ _INTEGER = re.compile(r"[+-]?\d+")
 NESTED = "holds a nested object or array (flatten it, or map one field of it under params:)"
 
 Converter = Callable[[Any], Any]
+Spec = tuple[int | str, str, str, str, Converter | None, int | None, Any]
 
 
 def _text(v: Any) -> str:
@@ -242,7 +244,14 @@ def _inferred(v: Any) -> tuple[str, Any]:
 
 
 class Normalizer:
-    """Turns records of one source into profiles for one segment."""
+    """Turns records of one source into profiles for one segment.
+
+    A record is a list of cells in the order of ``columns`` (CSV: no dict per row) or a dict
+    (JSONL; also accepted for a source with columns, which is looked up by name). With
+    ``encoded``, the wire object comes back as JSON already (an ``orjson.Fragment``): the
+    batch joins the fragments without walking the objects again, and a row whose text is not
+    valid UTF-8 is rejected with its own line number here.
+    """
 
     def __init__(
         self,
@@ -252,6 +261,7 @@ class Normalizer:
         default_status: str = "NEW",
         status_allowed: bool = True,
         source_name: str = "input",
+        encoded: bool = False,
     ) -> None:
         self.identify = IDENTITIES[identifier]
         self.id_column = segment.id_column
@@ -260,8 +270,9 @@ class Normalizer:
         if self.default_status not in STATUSES:
             raise InputError(f"--status must be NEW, MODIFIED or REMOVED, got {default_status!r}")
         self.send_empty = segment.empty == "send"
+        self.encoded = encoded
         cols = list(columns) if columns is not None else None
-        self.fixed_columns = cols is not None
+        self.columns = cols
         self.has_status = cols is not None and self.status_column in cols
         if cols is not None:
             if self.id_column not in cols:
@@ -279,22 +290,31 @@ class Normalizer:
                 if missing:
                     raise InputError(f"{source_name}: param column(s) not in the header: {', '.join(missing)}")
         self.status_allowed = status_allowed
-        # (column, name, wire type, converter or None for text, max length for text, empty value)
-        self.specs: list[tuple[str, str, str, Converter | None, int | None, Any]] | None
+        # Cells are looked up by key: a column's index for a list record, its name for a dict.
+        key: Callable[[str], int | str] = cols.index if cols is not None else str  # type: ignore[assignment]
+        self.id_key = key(self.id_column)
+        self.status_key = key(self.status_column) if self.has_status else self.status_column
+        # (key, column, name, wire type, converter or None for text, max length for text, empty value)
+        self.specs: list[Spec] | None
         if segment.params is not None:
             self.specs = [
-                (p.source, p.name, *converter(p), p.max_length, "" if p.type == "string" else None)
+                (key(p.source), p.source, p.name, *converter(p), p.max_length, "" if p.type == "string" else None)
                 for p in segment.params
             ]
         elif cols is not None:
             skip = {self.id_column, self.status_column}
-            self.specs = [(c, c, "string", None, 256, "") for c in cols if c not in skip]
+            self.specs = [(key(c), c, c, "string", None, 256, "") for c in cols if c not in skip]
         else:
             self.specs = None  # JSONL without params: every field, typed by its JSON type
 
-    def __call__(self, line: int, record: dict[str, Any]) -> Profile | Reject:
-        get = record.get
-        raw_id = get(self.id_column)
+    def __call__(self, line: int, record: list[Any] | dict[str, Any]) -> Profile | Reject:
+        if record.__class__ is list:
+            get: Callable[[Any], Any] = record.__getitem__
+        elif self.columns is not None:  # a dict for a source with columns: cells by position
+            get = [record.get(c) for c in self.columns].__getitem__  # type: ignore[union-attr]
+        else:
+            get = record.get  # type: ignore[union-attr]
+        raw_id = get(self.id_key)
         if raw_id is None:
             return Reject(line, f"no {self.id_column!r} value")
         try:
@@ -302,19 +322,19 @@ class Normalizer:
         except ValueError as e:
             return Reject(line, f"{self.id_column}: {e}")
         status = self.default_status
-        if self.has_status or (not self.fixed_columns and self.status_column in record):
+        if self.has_status or (self.columns is None and self.status_column in record):
             if not self.status_allowed:
                 return Reject(line, f"has a {self.status_column!r} field; sync derives the status itself")
-            s = get(self.status_column)
+            s = get(self.status_key)
             s = s.strip().upper() if s.__class__ is str else s
             if s not in STATUSES:
                 return Reject(line, f"{self.status_column}: must be NEW, MODIFIED or REMOVED")
             status = s
         params: list[dict[str, Any]] = []
         append = params.append
-        specs = self.specs if self.specs is not None else self._jsonl_specs(record)
-        for column, name, wire, conv, limit, empty in specs:
-            v = get(column)
+        specs = self.specs if self.specs is not None else self._jsonl_specs(record)  # type: ignore[arg-type]
+        for k, column, name, wire, conv, limit, empty in specs:
+            v = get(k)
             if v is None or (v.__class__ is str and (not v or v.isspace())):
                 if self.send_empty:
                     append({"name": name, "type": wire, "value": empty})
@@ -337,8 +357,14 @@ class Normalizer:
             except ValueError as e:
                 return Reject(line, f"{column}: {e}")
             append({"name": name, "type": wire, "value": value})
-        return Profile(line, cid, {"customerId": cid, "r42Status": status, "params": params})
+        customer = {"customerId": cid, "r42Status": status, "params": params}
+        if not self.encoded:
+            return Profile(line, cid, customer)
+        try:
+            return Profile(line, cid, Fragment(dumps(customer)))
+        except JSONEncodeError:  # text decoded with surrogateescape: bytes that were not UTF-8
+            return Reject(line, "is not valid UTF-8 (re-export the file as UTF-8)")
 
-    def _jsonl_specs(self, record: dict[str, Any]) -> list[tuple[str, str, str, Converter | None, int | None, Any]]:
+    def _jsonl_specs(self, record: dict[str, Any]) -> list[Spec]:
         skip = (self.id_column, self.status_column)
-        return [(c, c[:256] or "_", "string", None, 256, "") for c in record if c not in skip]
+        return [(c, c, c[:256] or "_", "string", None, 256, "") for c in record if c not in skip]

@@ -155,7 +155,7 @@ class Pipeline:
     ) -> None:
         segment = Segment.model_validate(settings["segment"])
         self.normalizer = Normalizer(
-            segment, settings["identifier"], source.columns, settings["status"], source_name=source.name
+            segment, settings["identifier"], source.columns, settings["status"], source_name=source.name, encoded=True
         )
         self.encoder = Encoder(
             endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]

@@ -1,8 +1,8 @@
 """Readers: a file (or stdin) -> a stream of ``(line_number, record)``.
 
-A record is a ``dict`` of column -> value, or a ``str`` giving the reason the physical record
-could not be read (a JSONL line that is not a JSON object, a CSV row with the wrong number of
-fields, bytes that are not UTF-8). Line numbers are physical: the line a record starts on.
+A record is a ``list`` of cells in the header's order (CSV: no dict is built per row), a
+``dict`` (a JSONL object), or a ``str`` giving the reason the physical record could not be read
+(a JSONL line that is not a JSON object, a CSV row with the wrong number of fields). Line numbers are physical: the line a record starts on.
 
 Everything streams: one line at a time from the (optionally gzipped) byte stream. Problems
 that make the whole input unusable (missing file, binary data, no header) raise
@@ -26,7 +26,7 @@ import orjson
 from .errors import InputError
 
 Format = Literal["csv", "jsonl"]
-Record = dict[str, Any] | str
+Record = list[str] | dict[str, Any] | str
 _SNIFF = 8192
 _DELIMITERS = (",", ";", "\t", "|")
 _SUFFIXES: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -174,7 +174,7 @@ def _csv_records(text: IO[str], header: list[str], delim: str) -> Iterator[tuple
         if len(values) != width:
             yield line, f"has {len(values)} fields, the header has {width}"
             continue
-        yield line, dict(zip(header, values, strict=True))
+        yield line, values
 
 
 def _jsonl_records(stream: IO[bytes]) -> Iterator[tuple[int, Record]]:

@@ -302,7 +302,12 @@ class RejectsWriter:
 
     def write(self, line: int, reason: str, record: Any) -> None:
         if self.columns is not None:
-            values = [record.get(c, "") for c in self.columns] if isinstance(record, dict) else [""] * len(self.columns)
+            if isinstance(record, list):
+                values = record
+            elif isinstance(record, dict):
+                values = [record.get(c, "") for c in self.columns]
+            else:
+                values = [""] * len(self.columns)
         else:
             values = [orjson.dumps(record).decode() if isinstance(record, dict) else ""]
         self._w.writerow([line, reason, *values])

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import orjson
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
@@ -197,3 +198,19 @@ def test_jsonl_default_mapping_keeps_json_types() -> None:
     ]
     assert isinstance(n(2, {"email": "a@x.com", "addr": {"city": "x"}}), Reject)
     assert n(3, {"mail": "a@x.com"}) == Reject(3, "no 'email' value")
+
+
+def test_encoded_profiles_are_the_same_json_and_reject_text_that_is_not_utf8() -> None:
+    cols = ["email", "city", "age"]
+    params = [Param(name="city"), Param(name="age", type="integer")]
+    plain = Normalizer(seg(params=params), "hashed_email", cols)
+    enc = Normalizer(seg(params=params), "hashed_email", cols, encoded=True)
+    row = ["a@x.com", "Liège", " 42"]
+    want = plain(4, row)
+    got = enc(4, row)
+    assert isinstance(want, Profile) and isinstance(got, Profile)
+    assert isinstance(got.customer, orjson.Fragment)
+    assert orjson.dumps(got.customer) == orjson.dumps(want.customer)
+    assert got.customer_id == want.customer_id and got.line == 4
+    # a CSV cell decoded with surrogateescape (the byte \xe8 of a Latin-1 file)
+    assert enc(5, ["a@x.com", "Li\udce8ge", "1"]) == Reject(5, "is not valid UTF-8 (re-export the file as UTF-8)")
