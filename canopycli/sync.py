@@ -116,7 +116,7 @@ class SyncPipeline:
                 self.on_reject(line, got.reason, record, False)
                 continue
             try:
-                params = dumps(got.customer["params"])
+                params = dumps(got.customer["params"])  # type: ignore[index]  # a dict: not encoded
             except orjson.JSONEncodeError:
                 self.on_reject(line, "is not valid UTF-8 (re-export the file as UTF-8)", record, False)
                 continue
