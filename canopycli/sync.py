@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -116,7 +116,7 @@ class SyncPipeline:
                 self.on_reject(line, got.reason, record, False)
                 continue
             try:
-                params = dumps(got.customer["params"])  # type: ignore[index]  # a dict: not encoded
+                params = dumps(cast("dict[str, Any]", got.customer)["params"])  # not encoded: a dict
             except orjson.JSONEncodeError:
                 self.on_reject(line, "is not valid UTF-8 (re-export the file as UTF-8)", record, False)
                 continue
