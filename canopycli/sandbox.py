@@ -21,69 +21,87 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import orjson
 
 from .config import MAX_BATCH, MAX_BODY_BYTES, is_loopback
 from .errors import UsageError
 
 RECEIVER_PATH = "/app/api/rest/public/v2/project/datahook/data-receiver/"
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_TOP_KEYS = {"uuid", "customerType", "campaigns"}
-_CUSTOMER_KEYS = {"customerId", "r42Status", "params"}
-_PARAM_KEYS = {"name", "type", "value"}
-_STATUSES = frozenset(("NEW", "MODIFIED", "REMOVED"))
+
+# The batch format as a typed schema: msgspec decodes and checks a body in one pass in C (no
+# dict per profile and param), so the sandbox stays cheap next to the client it serves on
+# the same machine. Unknown or missing keys, wrong types and out-of-range lengths are refused
+# with the JSON path of the problem.
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Value = Annotated[str, msgspec.Meta(max_length=256)] | int | float | bool | None
 
 
-def validate_body(body: Any) -> str | None:
-    """The reason a body is not in the batch format, or None if it is."""
-    if not isinstance(body, dict):
-        return "body must be a JSON object"
-    if set(body) != _TOP_KEYS:
-        return f"top-level keys must be exactly {sorted(_TOP_KEYS)}, got {sorted(body)}"
-    if not isinstance(body["uuid"], str) or not _UUID.fullmatch(body["uuid"]):
-        return "uuid must be a UUID string"
-    ctype = body["customerType"]
-    if ctype not in ("HASHED_EMAIL", "CLANG_ID"):
-        return "customerType must be HASHED_EMAIL or CLANG_ID"
-    campaigns = body["campaigns"]
-    if not isinstance(campaigns, list) or not campaigns:
-        return "campaigns must be a non-empty list"
-    for ci, c in enumerate(campaigns):
-        if not isinstance(c, dict) or set(c) != {"segmentName", "customers"}:
-            return f"campaigns[{ci}] must have exactly segmentName and customers"
-        if not isinstance(c["segmentName"], str) or not c["segmentName"].strip():
-            return f"campaigns[{ci}].segmentName must be a non-empty string"
-        customers = c["customers"]
-        if not isinstance(customers, list) or not customers:
-            return f"campaigns[{ci}].customers must be a non-empty list"
-        if len(customers) > MAX_BATCH:
-            return f"campaigns[{ci}].customers has {len(customers)} profiles; at most {MAX_BATCH} per batch"
-        hashed = ctype == "HASHED_EMAIL"
+class _Param(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    name: NonEmpty
+    type: NonEmpty
+    value: Value
+
+
+class _Customer(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    customerId: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    r42Status: Literal["NEW", "MODIFIED", "REMOVED"]
+    params: list[_Param]
+
+
+class _Campaign(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    segmentName: Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
+    customers: Annotated[list[_Customer], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    uuid: Annotated[str, msgspec.Meta(pattern=_UUID)]
+    customerType: Literal["HASHED_EMAIL", "CLANG_ID"]
+    campaigns: Annotated[list[_Campaign], msgspec.Meta(min_length=1)]
+
+
+_decode = msgspec.json.Decoder(Body).decode
+
+
+def parse_body(raw: bytes) -> Body:
+    """The body, checked against the batch format; ``ValueError`` with the reason if it is not."""
+    try:
+        body = _decode(raw)
+    except msgspec.ValidationError as e:
+        raise ValueError(str(e).replace("`", "")) from None
+    except msgspec.DecodeError:
+        raise ValueError("body is not valid JSON") from None
+    if body.customerType == "HASHED_EMAIL":
         hex64 = _HEX64.fullmatch
-        for i, cu in enumerate(customers):
-            if cu.__class__ is not dict or cu.keys() != _CUSTOMER_KEYS:
-                return f"campaigns[{ci}].customers[{i}] must have exactly customerId, r42Status and params"
-            cid = cu["customerId"]
-            if cid.__class__ is not str or not cid or len(cid) > 256 or (hashed and not hex64(cid)):
-                kind = "a lowercase SHA-256 hex digest for HASHED_EMAIL" if hashed else "a string of 1-256 characters"
-                return f"campaigns[{ci}].customers[{i}].customerId must be {kind}"
-            if cu["r42Status"] not in _STATUSES:
-                return f"campaigns[{ci}].customers[{i}].r42Status must be NEW, MODIFIED or REMOVED"
-            params = cu["params"]
-            if params.__class__ is not list:
-                return f"campaigns[{ci}].customers[{i}].params must be a list"
-            for pi, p in enumerate(params):
-                if p.__class__ is not dict or p.keys() != _PARAM_KEYS:
-                    return f"campaigns[{ci}].customers[{i}].params[{pi}] must have exactly name, type and value"
-                name, value = p["name"], p["value"]
-                if name.__class__ is not str or not name or p["type"].__class__ is not str:
-                    return f"campaigns[{ci}].customers[{i}].params[{pi}] name and type must be strings"
-                if value.__class__ is str and len(value) > 256 and p["type"] == "string":
-                    return f"campaigns[{ci}].customers[{i}].params[{pi}].value is longer than 256 characters"
+        for ci, c in enumerate(body.campaigns):
+            for i, cu in enumerate(c.customers):
+                if not hex64(cu.customerId):
+                    where = f"$.campaigns[{ci}].customers[{i}].customerId"
+                    raise ValueError(f"customerId must be a lowercase SHA-256 hex digest for HASHED_EMAIL - at {where}")
+    return body
+
+
+def _uuid_of(raw: bytes) -> str | None:
+    """The uuid of a body that is not in the batch format, if it has one (attempts are counted by it)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    uuid = data.get("uuid") if isinstance(data, dict) else None
+    return uuid if isinstance(uuid, str) else None
+
+
+def validate_body(body: bytes | dict[str, Any]) -> str | None:
+    """The reason a body (raw bytes, or a dict to encode) is not in the batch format, or None."""
+    try:
+        parse_body(body if isinstance(body, bytes) else orjson.dumps(body))
+    except ValueError as e:
+        return str(e)
     return None
 
 
@@ -193,11 +211,13 @@ class Sandbox:
 
     def handle(self, body: bytes) -> tuple[int, dict[str, Any], str | None]:
         """Status, JSON answer and the fault to act on (``drop`` / ``slow``) for an authorized POST."""
+        parsed: Body | None = None
+        problem = None
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
-        uuid = data.get("uuid") if isinstance(data, dict) else None
+            parsed = parse_body(body)
+        except ValueError as e:
+            problem = str(e)
+        uuid = parsed.uuid if parsed is not None else _uuid_of(body)
         with self._lock:
             if isinstance(uuid, str):  # every attempt, failed or not: tests compare with the client's count
                 self.attempts_by_uuid[uuid] = self.attempts_by_uuid.get(uuid, 0) + 1
@@ -225,23 +245,18 @@ class Sandbox:
             with self._lock:
                 self.stats["bad_request"] += 1
             return 400, {"error": f"message larger than {MAX_BODY_BYTES} bytes"}, None
-        if data is None:
-            with self._lock:
-                self.stats["bad_request"] += 1
-            return 400, {"error": "body is not valid JSON"}, None
-        problem = validate_body(data)
-        if problem:
+        if parsed is None:
             with self._lock:
                 self.stats["bad_request"] += 1
             return 400, {"error": problem}, None
-        status, answer = self._accept(data, body)
+        status, answer = self._accept(parsed, body)
         # slow: processed, but answered only after slow_seconds (past the client's timeout), so
         # the client retries the same uuid and the duplicate is dropped here.
         return status, answer, "slow" if slow else None
 
-    def _accept(self, data: dict[str, Any], body: bytes) -> tuple[int, dict[str, Any]]:
-        uuid = data["uuid"]
-        profiles = sum(len(c["customers"]) for c in data["campaigns"])
+    def _accept(self, parsed: Body, body: bytes) -> tuple[int, dict[str, Any]]:
+        uuid = parsed.uuid
+        profiles = sum(len(c.customers) for c in parsed.campaigns)
         with self._lock:
             if uuid in self._seen_uuids:
                 self.stats["duplicates"] += 1

@@ -13,6 +13,7 @@ from canopycli.sandbox import Sandbox, validate_body
 from .conftest import TOKEN
 
 HEX = "a" * 64
+PARAM = {"name": "city", "type": "string", "value": "Leiden"}
 
 
 def body(**over: object) -> dict[str, object]:
@@ -28,18 +29,23 @@ def body(**over: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
-        (lambda b: b.update(extra=1), "top-level keys"),
+        (lambda b: b.update(extra=1), "unknown field extra"),
         (lambda b: b.update(uuid="nope"), "uuid"),
         (lambda b: b.update(customerType="EMAIL"), "customerType"),
-        (lambda b: b.update(campaigns=[]), "non-empty"),
+        (lambda b: b.update(campaigns=[]), "length >= 1 - at $.campaigns"),
+        (lambda b: b["campaigns"][0].update(segmentName=" "), "$.campaigns[0].segmentName"),
         (lambda b: b["campaigns"][0]["customers"][0].update(r42Status="DELETED"), "r42Status"),
         (lambda b: b["campaigns"][0]["customers"][0].update(customerId="Not-Hex"), "SHA-256"),
         (lambda b: b["campaigns"][0]["customers"][0].update(params=[{"name": "x"}]), "params[0]"),
-        (lambda b: b["campaigns"][0].update(customers=[b["campaigns"][0]["customers"][0]] * 601), "at most 600"),
+        (lambda b: b["campaigns"][0].update(customers=[b["campaigns"][0]["customers"][0]] * 601), "length <= 600"),
+        (lambda b: b["campaigns"][0]["customers"][0].update(params=[PARAM | {"value": "y" * 257}]), "length <= 256"),
+        (lambda b: b["campaigns"][0]["customers"][0].update(params=[PARAM | {"value": {"a": 1}}]), "params[0].value"),
     ],
 )
 def test_validate_body_names_the_problem(mutate: Callable[[dict], None], fragment: str) -> None:
     b = body()
+    assert validate_body(b) is None
+    b["campaigns"][0]["customers"][0]["params"] = [PARAM]  # type: ignore[index]
     assert validate_body(b) is None
     mutate(b)
     problem = validate_body(b)
