@@ -21,6 +21,8 @@ import orjson
 
 from .normalize import Profile, Reject
 
+_sha256 = hashlib.sha256
+
 RejectSink = Callable[[Reject], None]
 
 # Fixed namespace for batch uuids (uuid5 over endpoint, segment and content digest).
@@ -58,36 +60,33 @@ class Seen:
     as a duplicate, never sent twice.
     """
 
-    def __init__(self, expected: int = 1 << 16, max_slots: int = 1 << 21) -> None:
+    def __init__(self, expected: int = 1 << 16, max_slots: int = 1 << 21, hex_ids: bool = False) -> None:
+        self._hex = hex_ids  # ids are SHA-256 hex digests (hashed_email): their first 16 digits are the key
         size = min(1 << max(12, (expected * 3 // 2).bit_length()), max_slots)
         self._max_slots = max(size, max_slots)
-        self._keys = array("q", bytes(8 * size))
+        self._keys = array("Q", bytes(8 * size))
         self._lines = array("l" if array("l").itemsize == 4 else "i", bytes(4 * size))
         self._mask = size - 1
         self._count = 0
         self._disk: sqlite3.Connection | None = None
 
-    @staticmethod
-    def key(customer_id: str) -> int:
-        if len(customer_id) == 64:  # already a SHA-256 hex digest (hashed_email)
-            k = int(customer_id[:16], 16)
-        else:
-            k = int.from_bytes(hashlib.sha256(customer_id.encode("utf-8", "surrogatepass")).digest()[:8], "big")
-        k = k - (1 << 64) if k >= 1 << 63 else k
-        return k or 1  # 0 marks an empty slot
+    def key(self, customer_id: str) -> int:
+        """64 bits of the id's SHA-256, never 0 (0 marks an empty slot)."""
+        if self._hex:
+            return int(customer_id[:16], 16) or 1
+        return int.from_bytes(_sha256(customer_id.encode("utf-8", "surrogatepass")).digest()[:8], "big") or 1
 
     def first_line(self, customer_id: str, line: int) -> int | None:
         """The earlier line with this id, or None (and remember this one) if it is new."""
-        key = self.key(customer_id)
+        key = (int(customer_id[:16], 16) or 1) if self._hex else self.key(customer_id)
         keys, mask = self._keys, self._mask
         i = key & mask
-        while True:
-            k = keys[i]
-            if k == 0:
-                break
+        k = keys[i]
+        while k:
             if k == key:
                 return int(self._lines[i])
             i = (i + 1) & mask
+            k = keys[i]
         if self._disk is not None:
             return self._on_disk(key, line)
         keys[i] = key
@@ -104,6 +103,7 @@ class Seen:
 
     def _on_disk(self, key: int, line: int) -> int | None:
         assert self._disk is not None
+        key = key - (1 << 64) if key >= 1 << 63 else key  # SQLite's INTEGER is signed
         got = self._disk.execute("SELECT line FROM seen WHERE k = ?", (key,)).fetchone()
         if got is not None:
             return int(got[0])
@@ -118,7 +118,7 @@ class Seen:
     def _grow(self) -> None:
         old_keys, old_lines = self._keys, self._lines
         size = (self._mask + 1) * 2
-        self._keys = array("q", bytes(8 * size))
+        self._keys = array("Q", bytes(8 * size))
         self._lines = array(old_lines.typecode, bytes(4 * size))
         self._mask = size - 1
         keys, lines, mask = self._keys, self._lines, self._mask

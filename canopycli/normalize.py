@@ -55,11 +55,17 @@ def email_is_valid(email: str) -> bool:
     return True
 
 
+_fast_email = _FAST_EMAIL.fullmatch
+_sha256 = hashlib.sha256
+
+
 def hashed_email(value: Any) -> str:
     """SHA-256 hex of the trimmed, lowercased address; a 64-hex digest passes through lowercased."""
-    if not isinstance(value, str):
+    if value.__class__ is not str and not isinstance(value, str):
         raise ValueError("is not text")
     v = value.strip().lower()
+    if _fast_email(v) is not None and len(v) <= 254 and v.index("@") <= 64:  # the common case, at C speed
+        return _sha256(v.encode()).hexdigest()
     if not v:
         raise ValueError("is empty")
     if len(v) == 64 and _HEX64.fullmatch(v):
@@ -117,7 +123,11 @@ _INTEGER = re.compile(r"[+-]?\d+")
 NESTED = "holds a nested object or array (flatten it, or map one field of it under params:)"
 
 Converter = Callable[[Any], Any]
-Spec = tuple[int | str, str, str, str, Converter | None, int | None, Any]
+ParamMaker = Callable[[Any], "dict[str, Any] | None"]
+# (key of the cell, column name, memo of text cell -> wire param, the maker of a wire param)
+Spec = tuple[int | str, str, dict[str, Any], ParamMaker]
+_MEMO = 2048  # distinct text values remembered per column (gender, opt-in, city...: the common case)
+_MISS = object()
 
 
 def _text(v: Any) -> str:
@@ -231,6 +241,31 @@ def converter(p: Param) -> tuple[str, Converter | None]:
     return simple[t]
 
 
+def param_maker(
+    name: str, wire: str, conv: Converter | None, limit: int | None, empty: Any, send_empty: bool, infer: bool = False
+) -> ParamMaker:
+    """cell -> the wire param (None: an empty cell left out), or ValueError with the reason.
+
+    ``infer``: JSONL without ``params:``, where a JSON boolean or number keeps its type."""
+    empty_param = {"name": name, "type": wire, "value": empty} if send_empty else None
+
+    def make(v: Any) -> dict[str, Any] | None:
+        if v is None or (v.__class__ is str and (not v or v.isspace())):
+            return empty_param
+        if conv is not None:
+            return {"name": name, "type": wire, "value": conv(v)}
+        if v.__class__ is not str:
+            if infer:
+                wire_, value = _inferred(v)
+                return {"name": name, "type": wire_, "value": value}
+            v = _text(v)
+        if limit is not None and len(v) > limit:
+            raise ValueError(f"is longer than {limit} characters ({len(v)})")
+        return {"name": name, "type": wire, "value": v}
+
+    return make
+
+
 def _inferred(v: Any) -> tuple[str, Any]:
     """JSONL without ``params:``: text stays text, JSON booleans and numbers keep their type."""
     if isinstance(v, bool):
@@ -264,6 +299,7 @@ class Normalizer:
         encoded: bool = False,
     ) -> None:
         self.identify = IDENTITIES[identifier]
+        self.hex_ids = identifier == "hashed_email"  # every id is a lowercase SHA-256 hex digest
         self.id_column = segment.id_column
         self.status_column = segment.status_column
         self.default_status = default_status.upper()
@@ -294,18 +330,19 @@ class Normalizer:
         key: Callable[[str], int | str] = cols.index if cols is not None else str  # type: ignore[assignment]
         self.id_key = key(self.id_column)
         self.status_key = key(self.status_column) if self.has_status else self.status_column
-        # (key, column, name, wire type, converter or None for text, max length for text, empty value)
+        send = self.send_empty
         self.specs: list[Spec] | None
         if segment.params is not None:
             self.specs = [
-                (key(p.source), p.source, p.name, *converter(p), p.max_length, "" if p.type == "string" else None)
+                (key(p.source), p.source, {}, param_maker(p.name, *converter(p), p.max_length, _empty(p), send))
                 for p in segment.params
             ]
         elif cols is not None:
             skip = {self.id_column, self.status_column}
-            self.specs = [(key(c), c, c, "string", None, 256, "") for c in cols if c not in skip]
+            self.specs = [(key(c), c, {}, param_maker(c, "string", None, 256, "", send)) for c in cols if c not in skip]
         else:
             self.specs = None  # JSONL without params: every field, typed by its JSON type
+        self._jsonl: dict[str, Spec] = {}
 
     def __call__(self, line: int, record: list[Any] | dict[str, Any]) -> Profile | Reject:
         if record.__class__ is list:
@@ -333,30 +370,22 @@ class Normalizer:
         params: list[dict[str, Any]] = []
         append = params.append
         specs = self.specs if self.specs is not None else self._jsonl_specs(record)  # type: ignore[arg-type]
-        for k, column, name, wire, conv, limit, empty in specs:
-            v = get(k)
-            if v is None or (v.__class__ is str and (not v or v.isspace())):
-                if self.send_empty:
-                    append({"name": name, "type": wire, "value": empty})
-                continue
-            if conv is None:
-                if v.__class__ is not str:  # JSON: a boolean or number keeps its type
-                    try:
-                        wire_, v = _inferred(v) if self.specs is None else ("string", _text(v))
-                    except ValueError as e:
-                        return Reject(line, f"{column}: {e}")
-                    if wire_ != "string":
-                        append({"name": name, "type": wire_, "value": v})
-                        continue
-                if limit is not None and len(v) > limit:
-                    return Reject(line, f"{column}: is longer than {limit} characters ({len(v)})")
-                append({"name": name, "type": wire, "value": v})
-                continue
-            try:
-                value = conv(v)
-            except ValueError as e:
-                return Reject(line, f"{column}: {e}")
-            append({"name": name, "type": wire, "value": value})
+        column = ""
+        try:
+            for k, column, memo, make in specs:  # noqa: B007 - column names the reject below
+                v = get(k)
+                if v.__class__ is str:  # text: the same cell value makes the same param
+                    p = memo.get(v, _MISS)
+                    if p is _MISS:
+                        p = make(v)
+                        if len(memo) < _MEMO:
+                            memo[v] = p
+                else:  # JSON values are not remembered: 1, 1.0 and true are equal as dict keys
+                    p = make(v)
+                if p is not None:
+                    append(p)
+        except ValueError as e:
+            return Reject(line, f"{column}: {e}")
         customer = {"customerId": cid, "r42Status": status, "params": params}
         if not self.encoded:
             return Profile(line, cid, customer)
@@ -367,4 +396,22 @@ class Normalizer:
 
     def _jsonl_specs(self, record: dict[str, Any]) -> list[Spec]:
         skip = (self.id_column, self.status_column)
-        return [(c, c, c[:256] or "_", "string", None, 256, "") for c in record if c not in skip]
+        return [self._jsonl_spec(c) for c in record if c not in skip]
+
+    def _jsonl_spec(self, column: str) -> Spec:
+        spec = self._jsonl.get(column)
+        if spec is None:
+            spec = (
+                column,
+                column,
+                {},
+                param_maker(column[:256] or "_", "string", None, 256, "", self.send_empty, True),
+            )
+            if len(self._jsonl) < _MEMO:
+                self._jsonl[column] = spec
+        return spec
+
+
+def _empty(p: Param) -> Any:
+    """The value an empty cell sends with ``empty: send``: "" for text, null for a typed param."""
+    return "" if p.type == "string" else None

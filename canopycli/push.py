@@ -93,7 +93,7 @@ def profiles_from(
     on_reject: Callable[[int, str, object, bool], None],
 ) -> Iterator[Profile]:
     """Valid, first-seen profiles; every other row goes to ``on_reject`` with its reason."""
-    seen = Seen(expected=source.estimated_rows or 0)
+    seen = Seen(expected=source.estimated_rows or 0, hex_ids=normalizer.hex_ids)
     try:
         yield from _first_seen(source, normalizer, report, on_reject, seen)
     finally:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 
 from canopycli.batch import Encoder, Seen, batches
@@ -68,8 +70,17 @@ def test_seen_grows_and_keeps_every_first_line() -> None:
     ids = [f"customer-{i}" for i in range(200_000)]
     assert all(s.first_line(cid, n) is None for n, cid in enumerate(ids, 2))
     assert [s.first_line(ids[i], 10**6) for i in (0, 77_777, 199_999)] == [2, 77_779, 200_001]
-    digest = "ab" * 32
-    assert s.first_line(digest, 5) is None and s.first_line(digest, 6) == 5
+    long_id = "x" * 64  # a customer_id as long as a digest, but not one
+    assert s.first_line(long_id, 5) is None and s.first_line(long_id, 6) == 5
+
+
+def test_seen_with_digests_spills_and_finds_them_again() -> None:
+    s = Seen(expected=10, max_slots=1 << 12, hex_ids=True)
+    ids = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(10_000)]  # half have the top bit set
+    assert all(s.first_line(cid, n) is None for n, cid in enumerate(ids, 2))
+    assert s._disk is not None
+    assert [s.first_line(ids[i], 10**6) for i in range(0, 10_000, 997)] == [i + 2 for i in range(0, 10_000, 997)]
+    s.close()
 
 
 def test_seen_spills_to_disk_past_its_memory_cap() -> None:
