@@ -167,9 +167,10 @@ class Sender:
         else:
             params["token"] = self._token
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        # parsed once, not on every request (httpx parses a str URL and merges client params each time)
+        self._url = httpx.URL(connector.endpoint).copy_merge_params(params)
         self._client = httpx.Client(
             headers=headers,
-            params=params,
             timeout=httpx.Timeout(connector.timeout),
             limits=limits,
             transport=transport,
@@ -189,7 +190,7 @@ class Sender:
     def _post(self, batch: Batch) -> _Reply:
         if self.stop_reason is not None or (self._before_request is not None and not self._before_request()):
             raise _NotMade
-        r = self._client.post(self.connector.endpoint, content=batch.body)
+        r = self._client.post(self._url, content=batch.body)
         count = r.headers.get(COUNT_HEADER)
         if count and count.isdigit() and self._on_count is not None:
             self._on_count(int(count))

@@ -72,6 +72,15 @@ def test_query_auth_puts_token_only_on_the_wire() -> None:
     assert "authorization" not in s.seen[0].headers
 
 
+def test_query_auth_keeps_the_endpoints_own_query() -> None:
+    s = Script(200, 200)
+    snd = sender(s, endpoint="https://hook.example/x?source=crm")
+    snd.send(batch(0))
+    snd.send(batch(1))
+    assert [dict(r.url.params) for r in s.seen] == [{"source": "crm", "token": TOKEN}] * 2
+    assert all(r.url.path == "/x" for r in s.seen)
+
+
 def test_bearer_auth() -> None:
     s = Script(200)
     sender(s, auth="bearer").send(batch())
