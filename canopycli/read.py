@@ -127,7 +127,7 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
     if fmt_ == "jsonl":
         return Source(shown, "jsonl", None, _jsonl_records(stream), None, stream, raw, estimate)
     # C-level decoding and parsing; bytes that are not UTF-8 become lone surrogates, and the row
-    # that holds them is rejected when its batch is encoded (batch.Encoder), not the whole file.
+    # that holds them is rejected when it is normalized and encoded (normalize.py), not the whole file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")  # type: ignore[type-var]
     header_line = text.readline()
     if _has_surrogates(header_line):
