@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -84,6 +85,11 @@ def run_cli(
         env=full_env,
         input=input.decode() if input is not None else None,
     )
+
+
+def report(path: Path) -> dict[str, Any]:
+    """A ``--report-json`` file."""
+    return dict(json.loads(path.read_text()))
 
 
 def grep_token(*texts: str | bytes) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import httpx
 
 from canopycli.sandbox import Sandbox
 
-from .conftest import emails, grep_token, run_cli, tree_has_token, write_config, write_csv
+from .conftest import emails, grep_token, report, run_cli, tree_has_token, write_config, write_csv
 
 
 def popen(*args: str) -> subprocess.Popen[str]:
@@ -34,10 +33,6 @@ def wait_for(pred: Callable[[], bool], timeout: float = 30) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition not reached in time")
         time.sleep(0.02)
-
-
-def report(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def state(tmp_path: Path) -> Path:

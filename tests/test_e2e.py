@@ -5,20 +5,23 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from canopycli.sandbox import Sandbox
 
-from .conftest import TOKEN, emails, grep_token, run_cli, tree_has_token, write_config, write_csv
+from .conftest import TOKEN, emails, grep_token, report, run_cli, tree_has_token, write_config, write_csv
 
 
 def received(rec: Path) -> list[dict]:
     return [json.loads(line) for line in rec.read_text().splitlines()] if rec.exists() else []
 
 
-def report(path: Path) -> dict:
-    return json.loads(path.read_text())
+def push_emails(tmp_path: Path, cfg: Path, n: int, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`canopycli push` of ``n`` generated addresses (s.csv), with the JSON report in r.json."""
+    csv_path = write_csv(tmp_path / "s.csv", emails(n))
+    return run_cli("push", str(csv_path), "-c", str(cfg), *extra, "--report-json", str(tmp_path / "r.json"))
 
 
 def check_accounting(r: dict) -> None:
@@ -113,14 +116,7 @@ def test_bearer_auth(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
 def test_wrong_token_exits_4_and_stops_spending_requests(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(token="a-different-token")
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 1})
-    p = run_cli(
-        "push",
-        str(write_csv(tmp_path / "s.csv", emails(2000))),
-        "-c",
-        str(cfg),
-        "--report-json",
-        str(tmp_path / "r.json"),
-    )
+    p = push_emails(tmp_path, cfg, 2000)
     assert p.returncode == 4, p.stderr
     assert "rejected the credentials" in p.stderr
     r = report(tmp_path / "r.json")
@@ -133,14 +129,7 @@ def test_wrong_token_exits_4_and_stops_spending_requests(sandbox: Callable[..., 
 def test_500_then_success_retries_with_the_same_uuid(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(fail_first=2)
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 1})
-    p = run_cli(
-        "push",
-        str(write_csv(tmp_path / "s.csv", emails(700))),
-        "-c",
-        str(cfg),
-        "--report-json",
-        str(tmp_path / "r.json"),
-    )
+    p = push_emails(tmp_path, cfg, 700)
     assert p.returncode == 0, p.stderr
     r = report(tmp_path / "r.json")
     assert [b["attempts"] for b in r["batches"]] == [3, 1]
@@ -151,14 +140,7 @@ def test_500_then_success_retries_with_the_same_uuid(sandbox: Callable[..., Sand
 def test_daily_limit_exits_3_with_honest_counts(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(daily_limit=2)
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 1})
-    p = run_cli(
-        "push",
-        str(write_csv(tmp_path / "s.csv", emails(2234))),
-        "-c",
-        str(cfg),
-        "--report-json",
-        str(tmp_path / "r.json"),
-    )
+    p = push_emails(tmp_path, cfg, 2234)
     assert p.returncode == 3, p.stderr
     r = report(tmp_path / "r.json")
     assert (r["profiles_delivered"], r["profiles_failed"], r["profiles_not_sent"]) == (1000, 0, 1234)
@@ -171,9 +153,7 @@ def test_daily_limit_exits_3_with_honest_counts(sandbox: Callable[..., Sandbox],
 def test_failures_exit_1(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = sandbox(fail_rate=1.0)
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"retries": 1})
-    p = run_cli(
-        "push", str(write_csv(tmp_path / "s.csv", emails(5))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json")
-    )
+    p = push_emails(tmp_path, cfg, 5)
     assert p.returncode == 1
     r = report(tmp_path / "r.json")
     assert r["profiles_failed"] == 5 and r["batches"][0]["attempts"] == 2 and r["batches"][0]["error"] == "HTTP 500"
@@ -184,17 +164,7 @@ def test_dry_run_makes_no_request_and_writes_bodies(sandbox: Callable[..., Sandb
     sb = sandbox()
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
     out = tmp_path / "bodies"
-    p = run_cli(
-        "push",
-        str(write_csv(tmp_path / "s.csv", emails(1234))),
-        "-c",
-        str(cfg),
-        "--dry-run",
-        "--out",
-        str(out),
-        "--report-json",
-        str(tmp_path / "r.json"),
-    )
+    p = push_emails(tmp_path, cfg, 1234, "--dry-run", "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert sb.snapshot()["requests"] == 0
     files = sorted(out.glob("*.json"))
@@ -212,9 +182,7 @@ def test_unreachable_endpoint_reports_connection_error_without_token(tmp_path: P
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     cfg = write_config(tmp_path / "c.yaml", f"http://127.0.0.1:{port}/hook", connector={"retries": 1, "timeout": 2})
-    p = run_cli(
-        "push", str(write_csv(tmp_path / "s.csv", emails(3))), "-c", str(cfg), "--report-json", str(tmp_path / "r.json")
-    )
+    p = push_emails(tmp_path, cfg, 3)
     assert p.returncode == 1
     assert "Connection error" in p.stdout
     assert not grep_token(p.stdout, p.stderr) and tree_has_token(tmp_path) == []
