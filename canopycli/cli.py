@@ -199,6 +199,11 @@ def _finish(
         report.write_json(report_json)
     if not quiet:
         _hints(report, rejects)
+    if report.damage is not None:  # damaged input: exit 2, although the rows before the damage were processed
+        kept = f" (the rejected lines are in {rejects})" if rejects else ""
+        if not rejects and report.command != "retry":
+            kept = " (write the rejected lines with --rejects FILE)"
+        say(f"Error: {report.damage}{kept}.")
     code = report.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))

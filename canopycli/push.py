@@ -28,8 +28,8 @@ from .errors import InputError, StateError
 from .journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
 from .normalize import Normalizer, Profile, Reject
 from .quota import DailyQuota, requests_needed, retry_when
-from .read import Source, fingerprint, open_source
-from .report import RejectsWriter, Report
+from .read import Source, Unreadable, fingerprint, open_source
+from .report import STOP_DAMAGED_INPUT, RejectsWriter, Report
 from .send import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
 from .state import SegmentLock, state_dir
 from .sync import SyncPipeline, baseline_changes, scope_of
@@ -91,13 +91,31 @@ def profiles_from(
     normalizer: Normalizer,
     report: Report,
     on_reject: Callable[[int, str, object, bool], None],
+    kept: Kept | None = None,
 ) -> Iterator[Profile]:
-    """Valid, first-seen profiles; every other row goes to ``on_reject`` with its reason."""
+    """Valid, first-seen profiles; every other row goes to ``on_reject`` with its reason.
+
+    ``kept``: remembers the rows of the batch being built, for a profile the batch rejects."""
     seen = Seen(expected=source.estimated_rows or 0, hex_ids=normalizer.hex_ids)
     try:
-        yield from _first_seen(source, normalizer, report, on_reject, seen)
+        yield from _first_seen(source, normalizer, report, on_reject, seen, kept)
     finally:
         seen.close()
+
+
+class Kept:
+    """The rows of the last ``size`` profiles by line: a batch that rejects a profile (too large
+    for a request) writes the row as read to --rejects. ``batches`` takes ``size`` profiles before
+    it encodes them, so the rows of the batch being encoded are always here, and no more."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.rows: dict[int, object] = {}
+
+    def add(self, line: int, record: object) -> None:
+        if len(self.rows) >= self.size:
+            self.rows.clear()
+        self.rows[line] = record
 
 
 def _first_seen(
@@ -106,11 +124,12 @@ def _first_seen(
     report: Report,
     on_reject: Callable[[int, str, object, bool], None],
     seen: Seen,
+    kept: Kept | None = None,
 ) -> Iterator[Profile]:
     for line, record in source.records:
         report.rows_read += 1
-        if isinstance(record, str):
-            on_reject(line, record, None, False)
+        if isinstance(record, Unreadable):
+            on_reject(line, record.reason, record.raw, False)
             continue
         got = normalizer(line, record)
         if isinstance(got, Reject):
@@ -120,7 +139,11 @@ def _first_seen(
         if first is not None:
             on_reject(line, f"duplicate identifier: line {first} has the same one and is the one sent", record, True)
             continue
+        if kept is not None:
+            kept.add(line, record)
         yield got
+    if source.damage is not None:  # reading stopped there: the run ends with exit 2
+        report.damage = f"{source.damage}. {source.damage_fix}"
 
 
 def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
@@ -170,9 +193,13 @@ class Pipeline:
             self.rejects.write(line, reason, record)
 
     def batches(self) -> Iterator[Batch]:
-        profiles = profiles_from(self.source, self.normalizer, self.report, self.on_reject)
+        kept = Kept(self.batch_size) if self.rejects is not None else None
+        profiles = profiles_from(self.source, self.normalizer, self.report, self.on_reject, kept)
         for b in batches(
-            profiles, self.encoder, self.batch_size, lambda r: self.on_reject(r.line, r.reason, None, False)
+            profiles,
+            self.encoder,
+            self.batch_size,
+            lambda r: self.on_reject(r.line, r.reason, kept.rows.get(r.line) if kept else None, False),
         ):
             self.in_batches += b.profiles
             yield b
@@ -454,15 +481,23 @@ def finish(journal: Journal, run_id: str, live: Report) -> Report:
     """Close the run in the journal and report it from there (so retry reports the whole run)."""
     if live.command in ("sync", "retry"):
         journal.fold_baseline()
-    report = Report.from_journal(journal.run(run_id), journal.batches(run_id), live.command)
+    run = journal.run(run_id)
+    report = Report.from_journal(run, journal.batches(run_id), live.command)
     report.stop_reason, report.retry_hint, report.reject_samples = (
         live.stop_reason,
         live.retry_hint,
         live.reject_samples,
     )
+    report.damage = live.damage
+    if report.damage is None and run.stop_reason == STOP_DAMAGED_INPUT:  # a retry of a run that read damaged input
+        report.damage = (
+            f"{run.input}: run {run.id} stopped reading its input where it was damaged; the lines from there on "
+            "were rejected, not sent (see the message and --rejects of the push). Fix the input and push them again"
+        )
     report.finish()
     status = live.stop_reason if live.stop_reason in ("interrupted", "terminated") else "finished"
-    journal.finish_run(run_id, status, int(report.exit_code), live.stop_reason)
+    stop = live.stop_reason or (STOP_DAMAGED_INPUT if report.damage is not None else None)
+    journal.finish_run(run_id, status, int(report.exit_code), stop)
     return report
 
 

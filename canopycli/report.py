@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -42,6 +43,8 @@ _OUTCOME_OF_STATE = {
     "pending": NOT_SENT,
     "superseded": SUPERSEDED,
 }
+# The run read damaged input (an unclosed quote, a truncated stream): exit 2 (``ExitCode.USAGE``).
+STOP_DAMAGED_INPUT = "damaged_input"
 COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
 
 
@@ -95,6 +98,8 @@ class Report:
     requests: int = 0
     stop_reason: str | None = None
     retry_hint: str | None = None
+    # Reading stopped at damaged input (``Source.damage``): ``file:line: what happened; what to do``.
+    damage: str | None = None
     batches: list[BatchRow] = field(default_factory=list)
     reject_samples: list[tuple[int, str]] = field(default_factory=list)
 
@@ -168,6 +173,8 @@ class Report:
             return ExitCode.INTERRUPTED
         if self.stop_reason == STOP_TERMINATED:
             return ExitCode.TERMINATED
+        if self.damage is not None or self.stop_reason == STOP_DAMAGED_INPUT:
+            return ExitCode.USAGE  # rows before the damage were processed; what follows was not read
         waiting = self.profiles_not_sent + self.removals_not_sent - self.superseded
         if self.profiles_failed or self.removals_failed or (waiting and not self.dry_run):
             return ExitCode.FAILED
@@ -184,7 +191,7 @@ class Report:
             "started": self.started,
             "finished": self.finished,
             "exit_code": int(self.exit_code),
-            "stop_reason": self.stop_reason,
+            "stop_reason": self.stop_reason or (STOP_DAMAGED_INPUT if self.damage is not None else None),
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
             "rows_duplicate": self.rows_duplicate,
@@ -291,7 +298,13 @@ def meaning(b: BatchRow) -> str:
 
 
 class RejectsWriter:
-    """CSV of rejected and duplicate rows: ``line``, ``reason``, then the row's own columns."""
+    """CSV of rejected and duplicate rows: ``line``, ``reason``, then the row as it was read.
+
+    CSV input: the header's columns; a row with fewer fields is padded, one with more has the extra
+    fields after the header's columns, and a line that could not be split into fields (after an
+    unclosed quote) has empty columns and its text in one cell after them. JSONL input: ``record``,
+    the object as JSON, or the line's text when it is not a JSON object.
+    """
 
     def __init__(self, path: str | Path, columns: list[str] | None) -> None:
         # surrogateescape: bytes that were not UTF-8 in the input are written back as they were
@@ -301,16 +314,29 @@ class RejectsWriter:
         self._w.writerow(["line", "reason", *(columns if columns is not None else ["record"])])
 
     def write(self, line: int, reason: str, record: Any) -> None:
+        """``record``: a list of fields, a dict (JSONL), the text of a line, or None (nothing was read)."""
         if self.columns is not None:
+            width = len(self.columns)
             if isinstance(record, list):
-                values = record
+                values = record if len(record) >= width else [*record, *[""] * (width - len(record))]
             elif isinstance(record, dict):
                 values = [record.get(c, "") for c in self.columns]
+            elif isinstance(record, str):
+                values = [*[""] * width, record]
             else:
-                values = [""] * len(self.columns)
+                values = [""] * width
+        elif isinstance(record, dict):
+            values = [_json_text(record)]
         else:
-            values = [orjson.dumps(record).decode() if isinstance(record, dict) else ""]
+            values = [record if isinstance(record, str) else ""]
         self._w.writerow([line, reason, *values])
 
     def close(self) -> None:
         self._fh.close()
+
+
+def _json_text(record: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(record).decode()
+    except orjson.JSONEncodeError:  # what orjson does not write (an integer past 64 bits): the stdlib does
+        return json.dumps(record, ensure_ascii=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import marshal
 import sqlite3
 from collections.abc import Iterator
 from itertools import islice
@@ -27,7 +28,7 @@ from .config import Segment
 from .errors import InputError, MassRemovalError
 from .journal import Journal
 from .normalize import Normalizer, Profile, Reject
-from .read import Source
+from .read import Source, Unreadable
 from .report import RejectsWriter, Report
 
 DIGEST_BYTES = 16
@@ -90,9 +91,13 @@ class SyncPipeline:
         self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
         self.scope = scope
         report.profiles_unchanged = 0
-        self._stage()
-        self._diff(full)
-        self._check_removals(max_remove, force)
+        try:
+            self._stage()
+            self._diff(full)
+            self._check_removals(max_remove, force)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -104,12 +109,14 @@ class SyncPipeline:
         if self.rejects is not None:
             self.rejects.write(line, reason, record)
 
-    def _rows(self) -> Iterator[tuple[int, str, bytes, bytes]]:
+    def _rows(self) -> Iterator[tuple[int, str, bytes, bytes, bytes]]:
         dumps = orjson.dumps
+        # the row as read, for --rejects if it turns out to be a duplicate (only when there is a --rejects)
+        keep = marshal.dumps if self.rejects is not None else _nothing
         for line, record in self.source.records:
             self.report.rows_read += 1
-            if isinstance(record, str):
-                self.on_reject(line, record, None, False)
+            if isinstance(record, Unreadable):
+                self.on_reject(line, record.reason, record.raw, False)
                 continue
             got = self.normalizer(line, record)
             if isinstance(got, Reject):
@@ -120,32 +127,39 @@ class SyncPipeline:
             except orjson.JSONEncodeError:
                 self.on_reject(line, "is not valid UTF-8 (re-export the file as UTF-8)", record, False)
                 continue
-            yield line, got.customer_id, params_digest(params), params
+            yield line, got.customer_id, params_digest(params), params, keep(record)
+        if self.source.damage is not None:  # a part of the snapshot is missing: its ids must not be removed
+            raise InputError(
+                f"{self.source.damage}; a sync needs the whole snapshot, so nothing was sent",
+                hint="Fix the file (or export it again) and run the sync again.",
+            )
 
     def _stage(self) -> None:
         db = self.db
         db.execute(
-            "CREATE TABLE snap (line INTEGER NOT NULL, id TEXT NOT NULL, digest BLOB NOT NULL, params BLOB NOT NULL)"
+            "CREATE TABLE snap (line INTEGER NOT NULL, id TEXT NOT NULL, digest BLOB NOT NULL, params BLOB NOT NULL,"
+            " record BLOB NOT NULL)"
         )
         rows = self._rows()
         db.execute("BEGIN")
         while chunk := list(islice(rows, _CHUNK)):
-            db.executemany("INSERT INTO snap VALUES (?,?,?,?)", chunk)
+            db.executemany("INSERT INTO snap VALUES (?,?,?,?,?)", chunk)
         db.execute("COMMIT")
         db.execute("CREATE INDEX snap_id ON snap(id)")
         db.execute("CREATE TABLE dup AS SELECT id FROM snap GROUP BY id HAVING COUNT(*) > 1")
         db.execute("CREATE UNIQUE INDEX dup_id ON dup(id)")
         # every occurrence of a repeated id is rejected: which one is right cannot be known
-        lines: dict[str, list[int]] = {}
-        for line, cid in db.execute("SELECT s.line, s.id FROM snap s JOIN dup d ON d.id = s.id ORDER BY s.line"):
-            lines.setdefault(cid, []).append(line)
+        lines: dict[str, list[tuple[int, bytes]]] = {}
+        query = "SELECT s.line, s.id, s.record FROM snap s JOIN dup d ON d.id = s.id ORDER BY s.line"
+        for line, cid, record in db.execute(query):
+            lines.setdefault(cid, []).append((line, record))
         for cid_lines in lines.values():
-            for line in cid_lines:
-                others = ", ".join(str(n) for n in cid_lines if n != line)
+            for line, record in cid_lines:
+                others = ", ".join(str(n) for n, _ in cid_lines if n != line)
                 self.on_reject(
                     line,
                     f"duplicate identifier in a snapshot (also on line {others}); none of them is sent",
-                    None,
+                    marshal.loads(record) if record else None,
                     True,
                 )
 
@@ -200,8 +214,17 @@ class SyncPipeline:
 
     def batches(self) -> Iterator[Batch]:
         yield from batches(
-            self._profiles(), self.encoder, self.batch_size, lambda r: self.on_reject(r.line, r.reason, None, False)
+            self._profiles(),
+            self.encoder,
+            self.batch_size,
+            lambda r: self.on_reject(r.line, r.reason, self._record(r.line) if self.rejects else None, False),
         )
+
+    def _record(self, line: int) -> object:
+        """The row as read on ``line`` (for a profile too large for a request: rare, so indexed only then)."""
+        self.db.execute("CREATE INDEX IF NOT EXISTS snap_line ON snap(line)")
+        got = self.db.execute("SELECT record FROM snap WHERE line = ?", (line,)).fetchone()
+        return marshal.loads(got[0]) if got is not None and got[0] else None
 
     def counts(self, complete: bool) -> dict[str, int | None]:
         r = self.report
@@ -211,6 +234,10 @@ class SyncPipeline:
             "rows_duplicate": r.rows_duplicate,
             "profiles_unchanged": r.profiles_unchanged,
         }
+
+
+def _nothing(record: object) -> bytes:
+    return b""
 
 
 # --- portable baselines (state export / import) ------------------------------------------------
