@@ -9,9 +9,11 @@ a reason naming the column. Reasons never contain the raw email address.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
@@ -19,6 +21,7 @@ from orjson import Fragment, JSONEncodeError, dumps
 
 from .config import Param, Segment
 from .errors import InputError
+from .read import header_looks_like_data, shown_columns
 
 STATUSES = ("NEW", "MODIFIED", "REMOVED")
 MAX_CUSTOMER_ID = 100
@@ -309,11 +312,20 @@ class Normalizer:
         self.encoded = encoded
         cols = list(columns) if columns is not None else None
         self.columns = cols
-        self.has_status = cols is not None and self.status_column in cols
-        if cols is not None:
-            if self.id_column not in cols:
+        # a column's index by name: one dict, so a header of 100,000 columns costs no more than its length
+        index = {c: i for i, c in reversed(list(enumerate(cols)))} if cols is not None else None
+        self.has_status = index is not None and self.status_column in index
+        if cols is not None and index is not None:
+            no_header = header_looks_like_data(cols)
+            if self.id_column not in index:
+                if no_header:  # never echo the line: its cells are data (email addresses)
+                    raise InputError(
+                        f"{source_name}: the first line has no column named {self.id_column!r}; the file may have "
+                        "no header line (its first line looks like data)",
+                        hint="Add a header line naming the columns, or set id_column: in the segment config.",
+                    )
                 raise InputError(
-                    f"{source_name}: no id column {self.id_column!r} (columns: {', '.join(cols)})",
+                    f"{source_name}: no id column {self.id_column!r} (columns: {shown_columns(cols)})",
                     hint="Set id_column: in the segment config to the column that holds the identifier.",
                 )
             if self.has_status and not status_allowed:
@@ -322,12 +334,16 @@ class Normalizer:
                     hint="Drop the column from the export, or use `canopycli push` for change files.",
                 )
             if segment.params is not None:
-                missing = [p.source for p in segment.params if p.source not in cols]
+                missing = [p.source for p in segment.params if p.source not in index]
                 if missing:
-                    raise InputError(f"{source_name}: param column(s) not in the header: {', '.join(missing)}")
+                    guess = "; the file may have no header line (its first line looks like data)" if no_header else ""
+                    raise InputError(
+                        f"{source_name}: param column(s) not in the header: {shown_columns(missing)}{guess}",
+                        hint="Check each param's column: (or name) against the file's header line.",
+                    )
         self.status_allowed = status_allowed
         # Cells are looked up by key: a column's index for a list record, its name for a dict.
-        key: Callable[[str], int | str] = cols.index if cols is not None else str  # type: ignore[assignment]
+        key: Callable[[str], int | str] = index.__getitem__ if index is not None else str
         self.id_key = key(self.id_column)
         self.status_key = key(self.status_column) if self.has_status else self.status_column
         send = self.send_empty
@@ -339,7 +355,12 @@ class Normalizer:
             ]
         elif cols is not None:
             skip = {self.id_column, self.status_column}
-            self.specs = [(key(c), c, {}, param_maker(c, "string", None, 256, "", send)) for c in cols if c not in skip]
+            with _no_gc():
+                self.specs = [
+                    (i, _named(c, f"column {i + 1}"), {}, param_maker(c, "string", None, 256, "", send))
+                    for i, c in enumerate(cols)
+                    if c not in skip
+                ]
         else:
             self.specs = None  # JSONL without params: every field, typed by its JSON type
         self._jsonl: dict[str, Spec] = {}
@@ -403,13 +424,31 @@ class Normalizer:
         if spec is None:
             spec = (
                 column,
-                column,
+                _named(column, "a field named like an email address"),
                 {},
                 param_maker(column[:256] or "_", "string", None, 256, "", self.send_empty, True),
             )
             if len(self._jsonl) < _MEMO:
                 self._jsonl[column] = spec
         return spec
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Build many small objects without cycles (a spec per column, 100,000 of them in a wide
+    file): the cyclic collector would walk them again and again and take most of the time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _named(column: str, instead: str) -> str:
+    """A column's name for a reason, unless it could be an email address (a file with no header line)."""
+    return instead if "@" in column else column
 
 
 def _empty(p: Param) -> Any:
