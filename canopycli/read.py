@@ -23,7 +23,7 @@ import io
 import itertools
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
@@ -162,7 +162,7 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
     delim = delimiter or sniff_delimiter(header_line)
     if len(delim) != 1:
         raise InputError(f"--delimiter must be one character, got {delim!r}")
-    header = [h.strip() for h in next(csv.reader([header_line], delimiter=delim), [])]
+    header = [h.strip() for h in _header_cells(header_line, delim, shown)]
     if not any(header):
         raise InputError(f"{shown}:1: the header line is empty")
     seen: set[str] = set()
@@ -171,6 +171,28 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
         raise InputError(f"{shown}:1: {_repeated(sorted(set(dupes)))}")
     source = Source(shown, "csv", header, iter(()), delim, text, raw, estimate)  # type: ignore[arg-type]
     return _started(source, _csv_records(source, text, header, delim))
+
+
+def _header_cells(line: str, delim: str, shown: str) -> list[str]:
+    """The header line's cells. Column names cannot span lines: a quote the line opens and does not
+    close (the parser asks for another line) is an error, not a guess."""
+    unclosed = False
+
+    def one_line() -> Iterator[str]:
+        nonlocal unclosed
+        yield line
+        unclosed = True
+
+    try:
+        cells = next(csv.reader(one_line(), delimiter=delim), [])
+    except csv.Error as e:
+        raise InputError(f"{shown}:1: the header line cannot be parsed as CSV ({e})") from None
+    if unclosed:
+        raise InputError(
+            f"{shown}:1: the header line opens a quote that it does not close",
+            hint="Close the quote in the header line (a quote inside a name is written twice).",
+        )
+    return cells
 
 
 def _check_text(head: bytes, shown: str) -> None:
@@ -430,6 +452,17 @@ def _jsonl_records(source: Source, stream: IO[bytes]) -> Iterator[tuple[int, Rec
 
 def _line_text(raw: bytes) -> str:
     return raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+
+
+def checked_lines(fh: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """The lines of an opened (maybe gzipped) file; a read error (a truncated or corrupt .gz) is an
+    ``InputError`` naming the file, not a crash."""
+    n = 0
+    try:
+        for n, line in enumerate(fh, 1):  # noqa: B007
+            yield line
+    except _READ_ERRORS as e:
+        raise InputError(f"{name}: cannot be read after line {n}: {_read_problem(e)}", hint=_DAMAGED) from None
 
 
 def fingerprint(path: str) -> tuple[str, int]:

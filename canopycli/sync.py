@@ -28,7 +28,7 @@ from .config import Segment
 from .errors import InputError, MassRemovalError
 from .journal import Journal
 from .normalize import Normalizer, Profile, Reject
-from .read import Source, Unreadable
+from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
 
 DIGEST_BYTES = 16
@@ -266,8 +266,9 @@ def import_baseline(journal: Journal, scope: str, identifier: str, path: Path) -
     except OSError as e:
         raise InputError(f"{path}: cannot open: {e.strerror}") from None
     with fh:
+        lines = checked_lines(fh, str(path))
         try:
-            header = orjson.loads(fh.readline())
+            header = orjson.loads(next(lines, b""))
         except orjson.JSONDecodeError:
             header = None
         if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
@@ -282,7 +283,7 @@ def import_baseline(journal: Journal, scope: str, identifier: str, path: Path) -
 
         def rows() -> Iterator[tuple[str, bytes]]:
             n = 0
-            for n, raw in enumerate(fh, 1):  # noqa: B007
+            for n, raw in enumerate(lines, 1):  # noqa: B007
                 try:
                     cid, digest = orjson.loads(raw)
                     yield cid, bytes.fromhex(digest)

@@ -163,3 +163,19 @@ def test_gz_on_stdin_that_breaks_before_the_first_row(sandbox: Callable[..., San
     err = p.stderr.decode()
     assert p.returncode == 2 and err.startswith("Error: <stdin>: cannot be read: the compressed data ends too early")
     assert "truncated or corrupt" in err and sb.snapshot()["requests"] == 0
+
+
+def test_state_import_of_a_truncated_gz_is_exit_2_and_changes_nothing(tmp_path: Path) -> None:
+    """Sibling: `state import` of a cut-short .gz was "unexpected EOFError ... This is a bug"."""
+    cfg = write_config(tmp_path / "c.yaml", "https://h.example/x")
+    header = {"format": "canopycli-state", "version": 1, "connector": "main", "segment": "WelcomeFlow",
+              "identifier": "hashed_email", "profiles": 50_000}  # fmt: skip
+    body = json.dumps(header) + "\n" + "".join(json.dumps([f"{i:064x}", "00" * 16]) + "\n" for i in range(50_000))
+    whole = gzip.compress(body.encode())
+    (tmp_path / "base.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    p = run_cli("state", "import", str(tmp_path / "base.jsonl.gz"), "-c", str(cfg))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"Error: {tmp_path / 'base.jsonl.gz'}: cannot be read after line ")
+    assert "the compressed data ends too early" in p.stderr and "This is a bug" not in p.stderr
+    shown = run_cli("state", "show")
+    assert "WelcomeFlow" not in shown.stdout  # all or nothing: no baseline was written

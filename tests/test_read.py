@@ -346,3 +346,20 @@ def test_repeated_header_cells_that_look_like_data_are_not_echoed(tmp_path: Path
     p.write_text("email,city,city\n")
     with pytest.raises(InputError, match="repeated column name.*: city"):
         open_source(str(p))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'email,"note\nu1@x.com,hi\n', "the header line opens a quote that it does not close"),
+        (b"email,n" + b"x" * (11 * 1024 * 1024) + b"\nu1@x.com,hi\n", "the header line cannot be parsed as CSV"),
+    ],
+)
+def test_header_with_an_unclosed_quote_or_a_huge_cell(tmp_path: Path, content: bytes, message: str) -> None:
+    """Sibling of the unclosed quote: 1.0 read the first case's header as ``email,note`` (a guess)
+    and crashed on the second with an uncaught csv.Error."""
+    p = tmp_path / "s.csv"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=message) as e:
+        open_source(str(p))
+    assert e.value.message.startswith(f"{p}:1: ")
