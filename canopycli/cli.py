@@ -204,6 +204,11 @@ def _finish(
         if not rejects and report.command != "retry":
             kept = " (write the rejected lines with --rejects FILE)"
         say(f"Error: {report.damage}{kept}.")
+        waiting = report.profiles_failed + report.profiles_not_sent - report.superseded
+        if waiting > 0 and report.run_id and not report.dry_run and report.exit_code == ExitCode.USAGE:
+            say(
+                f"{waiting:,} profiles read before it were not delivered; send them with: canopycli retry {report.run_id}"
+            )
     code = report.exit_code
     if code != ExitCode.OK:
         raise typer.Exit(int(code))

@@ -301,6 +301,8 @@ def _csv_records(source: Source, text: IO[str], header: list[str], delim: str) -
         nonlocal at_end
         for physical in text:
             keep(physical)
+            if len(pending) > _MAX_RECORD_LINES:  # the open field's text is bounded (10 MB), its lines too
+                raise _TooManyLines
             yield physical
         at_end = True
 
@@ -340,6 +342,9 @@ def _csv_records(source: Source, text: IO[str], header: list[str], delim: str) -
     except csv.Error as e:  # a field past the 10 MB limit: a quote that never closes, most likely
         line = done + 1
         yield from _after_parse_error(source, text, pending, line, str(e))
+    except _TooManyLines:
+        line = done + 1
+        yield from _after_parse_error(source, text, pending, line, f"more than {_MAX_RECORD_LINES:,} lines")
     except _READ_ERRORS as e:
         if not started:
             raise InputError(
@@ -350,6 +355,15 @@ def _csv_records(source: Source, text: IO[str], header: list[str], delim: str) -
         line = done + 1
         yield from _spoiled(pending, line, _CUT.format(line), _CUT.format(line))
         _broken(source, reader.line_num + 1, e)
+
+
+# One record over this many physical lines is a quote that never closes: it keeps the lines held
+# for --rejects bounded (a run of short or blank lines would stay under the 10 MB field limit).
+_MAX_RECORD_LINES = 100_000
+
+
+class _TooManyLines(Exception):
+    pass
 
 
 _UNCLOSED = "a quoted field opens on line {} and is never closed"
@@ -382,7 +396,10 @@ def _after_parse_error(
     """The parser gave up inside the record that starts on ``line``: reject it, and every line
     after it, one by one (streaming: nothing more is held than a line)."""
     too_long = "field larger than field limit" in error
-    if too_long and len(pending) == 1:
+    if error.startswith("more than"):
+        first_reason = _UNCLOSED.format(line)
+        what = f"a quoted field opens here and is never closed (it runs over {error})"
+    elif too_long and len(pending) == 1:
         first_reason = "has a field longer than the 10 MB limit (a quote that is never closed?)"
         what = "a field on this line is longer than the 10 MB limit (a quote that is never closed?)"
     elif too_long:

@@ -179,3 +179,25 @@ def test_state_import_of_a_truncated_gz_is_exit_2_and_changes_nothing(tmp_path: 
     assert "the compressed data ends too early" in p.stderr and "This is a bug" not in p.stderr
     shown = run_cli("state", "show")
     assert "WelcomeFlow" not in shown.stdout  # all or nothing: no baseline was written
+
+
+def test_damage_after_a_failed_batch_names_retry(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    """Exit 2 for the damage must not hide the batch that failed before it: the message names
+    `canopycli retry`, and the retried run still reports its damaged input (exit 2)."""
+    rec = tmp_path / "rec.jsonl"
+    sb = sandbox(record=rec, fail_first=1)
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"retries": 0, "concurrency": 1})
+    data = write_csv(tmp_path / "s.csv", emails(1000))
+    with open(data, "a") as fh:
+        fh.write('broken@example.com,"oops\nlate@example.com,Late\n')
+    p = run_cli("push", str(data), "-c", str(cfg), "--report-json", str(tmp_path / "r.json"))
+    assert p.returncode == 2, p.stderr
+    r = report(tmp_path / "r.json")
+    assert (r["profiles_failed"], r["profiles_delivered"], r["rows_rejected"]) == (500, 500, 2) and adds_up(r)
+    assert f"500 profiles read before it were not delivered; send them with: canopycli retry {r['run_id']}" in p.stderr
+    again = run_cli("retry", r["run_id"], "-c", str(cfg), "--report-json", str(tmp_path / "r2.json"))
+    r2 = report(tmp_path / "r2.json")
+    assert again.returncode == 2 and "stopped reading its input where it was damaged" in again.stderr
+    assert (r2["profiles_delivered"], r2["profiles_failed"], r2["stop_reason"]) == (1000, 0, "damaged_input")
+    assert adds_up(r2) and len(received_ids(rec)) == 1000
+    assert sha("late@example.com") not in received_ids(rec)

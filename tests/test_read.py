@@ -191,18 +191,35 @@ def test_badly_closed_quote_rejects_the_lines_it_swallowed_and_reads_on(tmp_path
 def test_unclosed_quote_past_the_field_size_limit(tmp_path: Path) -> None:
     """1.0 raised an uncaught csv.Error ("This is a bug") once the open field passed 10 MB."""
     p = tmp_path / "s.csv"
-    filler = b"y" * 99 + b"\n"
+    filler = b"y" * 999 + b"\n"
     with open(p, "wb") as fh:
         fh.write(b'email,note\nu0@x.com,ok\nu1@x.com,"open\n')
-        fh.write(filler * 110_000)  # 11 MB inside the open field
+        fh.write(filler * 11_000)  # 11 MB inside the open field
     got, damage = read_all(p)
     assert got[0] == (2, ["u0@x.com", "ok"])
     assert got[1] == (3, Unreadable("a quoted field opens on line 3 and is never closed", 'u1@x.com,"open'))
-    assert len(got) == 2 + 110_000 and {r.reason for _, r in got[2:]} == {  # type: ignore[union-attr]
+    assert len(got) == 2 + 11_000 and {r.reason for _, r in got[2:]} == {  # type: ignore[union-attr]
         "follows the unclosed quote on line 3; not read as a row"
     }
-    assert got[-1][0] == 3 + 110_000
+    assert got[-1][0] == 3 + 11_000
     assert damage is not None and "10 MB" in damage and damage.startswith(f"{p}:3:")
+
+
+def test_unclosed_quote_over_many_short_lines_is_found_before_10_mb(tmp_path: Path) -> None:
+    """The lines kept for --rejects stay bounded: 150,000 short lines are far below the 10 MB field
+    limit, but one record over more than 100,000 lines is taken as a quote that never closes."""
+    p = tmp_path / "s.csv"
+    p.write_bytes(b'email,note\nu0@x.com,ok\nu1@x.com,"open\n' + b"x\n" * 150_000)
+    got, damage = read_all(p)
+    assert got[:2] == [
+        (2, ["u0@x.com", "ok"]),
+        (3, Unreadable("a quoted field opens on line 3 and is never closed", 'u1@x.com,"open')),
+    ]
+    assert len(got) == 2 + 150_000 and got[-1] == (
+        150_003,
+        Unreadable("follows the unclosed quote on line 3; not read as a row", "x"),
+    )
+    assert damage is not None and "more than 100,000 lines" in damage and "lines 3-150003" in damage
 
 
 plain = st.text(alphabet="abcdef XYZ.-@", max_size=6)
