@@ -297,6 +297,7 @@ class Normalizer:
         status_allowed: bool = True,
         source_name: str = "input",
         encoded: bool = False,
+        status_given: bool = False,
     ) -> None:
         self.identify = IDENTITIES[identifier]
         self.hex_ids = identifier == "hashed_email"  # every id is a lowercase SHA-256 hex digest
@@ -307,6 +308,7 @@ class Normalizer:
             raise InputError(f"--status must be NEW, MODIFIED or REMOVED, got {default_status!r}")
         self.send_empty = segment.empty == "send"
         self.encoded = encoded
+        self.status_given = status_given  # --status was passed: a row's own status would contradict it
         cols = list(columns) if columns is not None else None
         self.columns = cols
         self.has_status = cols is not None and self.status_column in cols
@@ -315,6 +317,12 @@ class Normalizer:
                 raise InputError(
                     f"{source_name}: no id column {self.id_column!r} (columns: {', '.join(cols)})",
                     hint="Set id_column: in the segment config to the column that holds the identifier.",
+                )
+            if self.has_status and status_given:
+                raise InputError(
+                    f"{source_name}: has a {self.status_column!r} column, and --status {self.default_status} was given;"
+                    " which one applies cannot be guessed",
+                    hint="Drop --status to use the column, or drop the column to give every row --status.",
                 )
             if self.has_status and not status_allowed:
                 raise InputError(
@@ -362,6 +370,10 @@ class Normalizer:
         if self.has_status or (self.columns is None and self.status_column in record):
             if not self.status_allowed:
                 return Reject(line, f"has a {self.status_column!r} field; sync derives the status itself")
+            if self.status_given:
+                return Reject(
+                    line, f"has its own {self.status_column!r} and --status {self.default_status} was given: drop one"
+                )
             s = get(self.status_key)
             s = s.strip().upper() if s.__class__ is str else s
             if s not in STATUSES:

@@ -24,9 +24,10 @@ import httpx
 
 from .batch import Batch, Encoder, Seen, batches
 from .config import Resolved, Segment
-from .errors import InputError, StateError
+from .errors import CanopyError, InputError, StateError
 from .journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
 from .normalize import Normalizer, Profile, Reject
+from .outputs import write_failed
 from .quota import DailyQuota, requests_needed, retry_when
 from .read import Source, fingerprint, open_source
 from .report import RejectsWriter, Report
@@ -40,7 +41,7 @@ class PushOptions:
     input: str
     format: str | None = None
     delimiter: str | None = None
-    status: str = "NEW"
+    status: str | None = None  # --status; None: NEW for rows without a status column
     dry_run: bool = False
     out_dir: Path | None = None
     rejects: Path | None = None
@@ -133,7 +134,8 @@ def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
         "customer_type": conn.customer_type,
         "batch_size": conn.batch_size,
         "max_body_bytes": conn.max_body_bytes,
-        "status": opts.status,
+        "status": opts.status or "NEW",
+        "status_given": opts.status is not None,
         "format": opts.format,
         "delimiter": opts.delimiter,
     }
@@ -155,7 +157,13 @@ class Pipeline:
     ) -> None:
         segment = Segment.model_validate(settings["segment"])
         self.normalizer = Normalizer(
-            segment, settings["identifier"], source.columns, settings["status"], source_name=source.name, encoded=True
+            segment,
+            settings["identifier"],
+            source.columns,
+            settings["status"],
+            source_name=source.name,
+            encoded=True,
+            status_given=settings.get("status_given", False),  # absent in runs journaled by 1.0
         )
         self.encoder = Encoder(
             endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
@@ -262,20 +270,27 @@ def run_push(
                             scope, resolved.connector_name, resolved.segment_key, conn.identifier, run_id
                         )
                     batches_ = spool(journal, run_id, stage.batches())
-                    _drive(
-                        journal,
-                        run_id,
-                        resolved,
-                        opts,
-                        quota,
-                        batches_,
-                        report,
-                        transport,
-                        progress,
-                        cancel,
-                        stage,
-                        scope,
-                    )
+                    try:
+                        _drive(
+                            journal,
+                            run_id,
+                            resolved,
+                            opts,
+                            quota,
+                            batches_,
+                            report,
+                            transport,
+                            progress,
+                            cancel,
+                            stage,
+                            scope,
+                        )
+                    except OSError as e:  # the rejects file or the disk, mid-run
+                        raise write_failed(e, "the rejects file" if opts.rejects else "a file").during_run(
+                            run_id, report.requests > 0
+                        ) from e
+                    except CanopyError as e:
+                        raise e.during_run(run_id, report.requests > 0) from None
                 finally:
                     if isinstance(stage, SyncPipeline):
                         stage.close()
@@ -325,7 +340,14 @@ def run_retry(
             needed = None
         try:
             quota.check(needed, opts.allow_partial)
-            _drive(journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline, scope)
+            try:
+                _drive(
+                    journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline, scope
+                )
+            except OSError as e:
+                raise write_failed(e, "a file").during_run(run.id, True) from e
+            except CanopyError as e:
+                raise e.during_run(run.id, True) from None
         finally:
             if source is not None:
                 source.close()
