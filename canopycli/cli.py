@@ -65,11 +65,18 @@ def _flags_as_flags() -> None:
 _flags_as_flags()
 
 
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits the process with 1 here; a reader that went away (``| head``) is no failure
+        # of the run, so ``emit`` decides (the run's own exit code stands).
+        raise BrokenPipeError
+
+
 def _stdout() -> Console:
     # Piped output (cron mail, CI logs) is not squeezed into 80 columns; tables drop their box
-    # drawing when stdout is not a terminal (see ``render``).
+    # drawing when stdout is not a terminal (see ``make_table``).
     wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=wide)
+    return _Stdout(file=sys.stdout, highlight=False, soft_wrap=False, width=wide)
 
 
 def _stderr() -> Console:
@@ -234,12 +241,12 @@ def _finish(
         for line in after:
             out.print(line)
 
-    emit(show, report.run_id, report.requests > 0)
-    if report_json is not None:
+    if report_json is not None:  # the record for machines first: it must not depend on stdout
         try:
             report.write_json(report_json)
         except OSError as e:
             raise write_failed(e, "--report-json").during_run(report.run_id, report.requests > 0) from e
+    emit(show, report.run_id, report.requests > 0)
     if not quiet:
         _hints(report, rejects)
     code = report.exit_code
@@ -257,9 +264,12 @@ def emit(show: Callable[[Console], None], run_id: str | None = None, sent: bool 
     except OSError as e:
         _silence_stdout()
         where = f"; the run itself is recorded: canopycli runs show {run_id}" if run_id else ""
-        raise OutputError(
+        err = OutputError(
             f"cannot write to stdout: {reason(e)}{where}", hint="Free some space, or send stdout elsewhere."
-        ).during_run(run_id, sent) from None
+        )
+        if sent:  # the data went out; only showing the result failed
+            err.exit_code = ExitCode.FAILED
+        raise err from None
 
 
 def _silence_stdout() -> None:

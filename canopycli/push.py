@@ -296,10 +296,17 @@ def run_push(
                         stage.close()
             finally:
                 if rejects is not None:
-                    rejects.close()
+                    _close_rejects(rejects, report)
         finally:
             source.close()
         return finish(journal, run_id, report)
+
+
+def _close_rejects(rejects: RejectsWriter, report: Report) -> None:
+    try:
+        rejects.close()
+    except OSError as e:  # the last buffered lines met a full disk
+        raise write_failed(e, "the rejects file").during_run(report.run_id, report.requests > 0) from e
 
 
 def run_retry(
