@@ -378,7 +378,7 @@ def _check_outputs(report_json: Path | None, rejects: Path | None = None, out: P
 
 
 def _share(value: str) -> float:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", value)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*%?\s*", value)
     if not m or not 0 <= float(m.group(1)) <= 100:
         raise UsageError(f"--max-remove takes a percentage from 0 to 100 (like 50 or 50%), got {value!r}")
     return float(m.group(1)) / 100
@@ -630,13 +630,17 @@ def runs_prune(
     state_dir_: StateDirOpt = None,
 ) -> None:
     """Forget runs (and their stored batches) older than --older-than."""
-    m = re.fullmatch(r"(\d+)([dhm])", older_than.strip())
+    m = re.fullmatch(r"([0-9]{1,9})([dhm])", older_than.strip())  # ASCII digits: \d takes any script's
     if not m:
         raise UsageError(f"--older-than takes a number and d, h or m (like 30d), got {older_than!r}")
     n, unit = int(m.group(1)), m.group(2)
     age = dt.timedelta(days=n) if unit == "d" else dt.timedelta(hours=n) if unit == "h" else dt.timedelta(minutes=n)
+    try:
+        before = dt.datetime.now(dt.UTC) - age
+    except OverflowError:
+        raise UsageError(f"--older-than {older_than} reaches back past the year 1; use an age like 3650d") from None
     with Journal(state_dir(state_dir_)) as journal:
-        removed = journal.prune(dt.datetime.now(dt.UTC) - age)
+        removed = journal.prune(before)
     typer.echo(f"pruned {removed} run(s) older than {older_than}")
 
 
