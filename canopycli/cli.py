@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from . import __version__
-from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, resolve
+from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, redact_url, resolve
 from .errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
 from .journal import Journal, RunRow
 from .outputs import check_dir, check_file, reason, write_failed
@@ -667,7 +667,7 @@ def _render_config(cfg: Config, shown: str) -> None:
         t.add_column("setting")
         t.add_column("value", overflow="fold")
         rows = [
-            ("endpoint", c.endpoint),
+            ("endpoint", redact_url(c.endpoint)),
             ("token", "*** (set)"),
             ("auth", c.auth),
             ("identifier", f"{c.identifier} (customerType {c.customer_type})"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import unicodedata
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -342,19 +344,91 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _odd_character(text: str) -> bool:
+    """Whitespace, or a control/format character (a line break, a tab, a zero-width space, a BOM)."""
+    return any(c.isspace() or unicodedata.category(c)[0] == "C" for c in text)
+
+
+# A URL part that names a parameter: after ? & ; # or /, up to =. Values run to the next & ; #.
+_URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:([^/?#]*)@)?[^/?#]*")
+_URL_KEY = re.compile(r"[?&;#/]([^?&;#/=]*)=")
+_URL_VALUE_END = re.compile(r"[&;#]")
+_SECRET_KEY = re.compile(r"token|secret|passw|pwd|signature|credential|^sig$|key$|^auth|session", re.I)
+
+
+def _key_name(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", urllib.parse.unquote(key).lower())
+
+
+def redact_url(url: str) -> str:
+    """The URL with credentials masked: the userinfo, and the value of every query, fragment or
+    path parameter whose name looks like a token, key, secret, password, auth or signature."""
+    head = _URL_HEAD.match(url)
+    prefix, rest = (url[: head.end()], url[head.end() :]) if head else ("", url)
+    if head and head.group(1) is not None:
+        prefix = prefix[: head.start(1)] + "***" + prefix[head.end(1) :]
+    parts, pos = [prefix], 0
+    for m in _URL_KEY.finditer(rest):
+        if m.start() < pos or not _SECRET_KEY.search(_key_name(m.group(1))):
+            continue
+        end = _URL_VALUE_END.search(rest, m.end())
+        parts += [rest[pos : m.end()], "***"]
+        pos = end.start() if end else len(rest)
+    parts.append(rest[pos:])
+    return "".join(parts)
+
+
+def _token_parameter(url: str) -> str | None:
+    """Where the URL carries a token parameter (any case, percent-encoded or not), if it does."""
+    head = _URL_HEAD.match(url)
+    rest = url[head.end() :] if head else url
+    for tail in (rest, urllib.parse.unquote(rest)):
+        for m in _URL_KEY.finditer(tail):
+            if "token" in _key_name(m.group(1)):
+                before = tail[: m.start() + 1]
+                if "#" in before:
+                    return "in its #fragment"
+                return "query parameter" if "?" in before else "in its path"
+    return None
+
+
 def endpoint_problem(endpoint: str) -> str | None:
+    if _odd_character(endpoint):
+        return (
+            "contains whitespace or a control character (a stray space or line break from a copy-paste "
+            "or an environment variable?); remove it"
+        )
     try:
         url = httpx.URL(endpoint)
     except Exception:  # httpx raises several types for malformed URLs
         return "is not a valid URL"
     if url.scheme not in ("http", "https") or not url.host:
         return "is not a valid http(s) URL (expected https://webhook.myclang.com/...)"
-    if "token" in url.params:
-        return "carries a token= query parameter; move the token to `token:` (e.g. token: ${CANOPY_TOKEN}) and remove it from the URL"
+    where = _token_parameter(endpoint)
+    if where:
+        where = "a token= query parameter" if where == "query parameter" else f"a token= parameter {where}"
+        return f"carries {where}; move the token to `token:` (e.g. token: ${{CANOPY_TOKEN}}) and remove it from the URL"
     if url.userinfo:
         return "carries credentials in the URL; move the token to `token:`"
     if url.scheme != "https" and not is_loopback(url.host):
         return "must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)"
+    return None
+
+
+def token_problem(token: str, auth: object) -> str | None:
+    """What is wrong with a token, never quoting it."""
+    if not token.strip():
+        return "token is empty"
+    if _odd_character(token):
+        return (
+            "token contains whitespace or a control character (a stray line break from `$(cat file)`, "
+            "or a copy-paste?); remove it"
+        )
+    if auth == "bearer" and not token.isascii():
+        return (
+            "token has a non-ASCII character, which an Authorization header cannot carry (auth: bearer); "
+            "check it for a copy-paste accident such as a curly quote or an accented letter"
+        )
     return None
 
 
@@ -413,8 +487,9 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
         token = conn.get("token")
         if isinstance(token, str):
             register_secret(token)
-            if not token.strip():
-                report(("connectors", name, "token"), "token is empty")
+            bad = token_problem(token, conn.get("auth", "query"))
+            if bad:
+                report(("connectors", name, "token"), bad)
         endpoint = conn.get("endpoint")
         bad = endpoint_problem(endpoint) if isinstance(endpoint, str) else None
         if bad:

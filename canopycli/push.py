@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from .batch import Batch, Encoder, Seen, batches
-from .config import Resolved, Segment
+from .config import Resolved, Segment, redact_url
 from .errors import CanopyError, InputError, StateError
 from .journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
 from .normalize import Normalizer, Profile, Reject
@@ -327,7 +327,8 @@ def run_retry(
     conn = resolved.connector
     if conn.endpoint != run.endpoint:
         raise StateError(
-            f"run {run.id} was sent to {run.endpoint}, but connector {run.connector!r} now points at {conn.endpoint}",
+            f"run {run.id} was sent to {redact_url(run.endpoint)}, "
+            f"but connector {run.connector!r} now points at {redact_url(conn.endpoint)}",
             hint="Retry with the config the run used (--config), so the batches reach the same webhook.",
         )
     with SegmentLock(root, run.connector, run.segment).acquire(opts.wait, note="retry"), Journal(root) as journal:

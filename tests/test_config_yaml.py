@@ -213,6 +213,16 @@ def test_an_expanded_variable_is_not_expanded_again(monkeypatch: pytest.MonkeyPa
     assert cfg.segments["WelcomeFlow"].id_column == "${OTHER}"
 
 
+def test_an_endpoint_from_the_environment_with_a_line_break(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENDPOINT", "https://webhook.myclang.com/x\n")
+    [p] = problems(
+        GOOD.replace(
+            "https://webhook.myclang.com/app/api/rest/public/v2/project/datahook/data-receiver/32-x", "${ENDPOINT}"
+        )
+    )
+    assert p.startswith("c.yaml:4: connectors.main.endpoint: endpoint contains whitespace or a control character")
+
+
 def test_the_readme_merge_key_example_is_valid() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme.split("YAML anchors,\naliases and merge keys work", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
