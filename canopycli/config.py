@@ -6,6 +6,7 @@ its YAML path and line, e.g. ``canopycli.yaml:4: connectors.main.endpoint: ...``
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -18,7 +19,7 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from .errors import ConfigError, register_secret
+from .errors import ConfigError, UsageError, register_secret
 
 DEFAULT_CONFIG = "canopycli.yaml"
 CONFIG_ENV = "CANOPYCLI_CONFIG"
@@ -507,15 +508,20 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
 
 
 def resolve(config: Config, segment: str | None, shown: str) -> Resolved:
-    """Pick the segment to push: the one named, or the only one configured."""
+    """Pick the segment to push: the one named, or the only one configured.
+
+    A missing or unknown ``--segment`` is a usage error (the config itself is fine)."""
+    names = sorted(config.segments)
+    listed = ", ".join(names)
     if segment is None:
-        if len(config.segments) != 1:
-            names = ", ".join(sorted(config.segments))
-            raise ConfigError(shown, [f"the config has several segments; choose one with --segment ({names})"])
-        segment = next(iter(config.segments))
+        if len(names) != 1:
+            raise UsageError(f"the config has {len(names)} segments; choose one with --segment: {listed}")
+        segment = names[0]
     if segment not in config.segments:
-        names = ", ".join(sorted(config.segments))
-        raise ConfigError(shown, [f"no segment {segment!r} in the config (known: {names})"])
+        by_folded = {n.casefold(): n for n in names}
+        close = difflib.get_close_matches(segment.casefold(), list(by_folded), n=1)
+        hint = f"Did you mean --segment {by_folded[close[0]]}?" if close else None
+        raise UsageError(f"no segment {segment!r} in {shown}; the segments are: {listed}", hint=hint)
     seg = config.segments[segment]
     return Resolved(
         config_path=shown,

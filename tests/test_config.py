@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from canopycli.config import endpoint_problem, parse_config, redact_url, resolve
-from canopycli.errors import ConfigError
+from canopycli.errors import ConfigError, UsageError
 
 from .conftest import TOKEN
 
@@ -119,7 +119,7 @@ def test_resolve_picks_the_only_segment_or_asks() -> None:
     assert resolve(cfg, None, "c.yaml").segment_name == "WelcomeFlow"
     two = GOOD + "  Other:\n    connector: main\n    id_column: email\n    name: Other Flow\n"
     cfg2 = parse_config(two, "c.yaml")
-    with pytest.raises(ConfigError, match="--segment"):
+    with pytest.raises(UsageError, match="--segment"):
         resolve(cfg2, None, "c.yaml")
     assert resolve(cfg2, "Other", "c.yaml").segment_name == "Other Flow"
 
@@ -266,3 +266,32 @@ def test_a_non_ascii_token_is_fine_for_query_auth(monkeypatch: pytest.MonkeyPatc
 
 
 # --- choosing the segment (#15): a usage error, not a config problem ---------------------
+
+THREE = GOOD + "".join(f"  {n}:\n    connector: main\n    id_column: email\n" for n in ("Reactivation", "Birthday"))
+
+
+def test_a_missing_segment_lists_them() -> None:
+    cfg = parse_config(THREE, "c.yaml")
+    with pytest.raises(UsageError) as e:
+        resolve(cfg, None, "c.yaml")
+    assert not isinstance(e.value, ConfigError)
+    assert (
+        e.value.message == "the config has 3 segments; choose one with --segment: Birthday, Reactivation, WelcomeFlow"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        ("welcomeflow", "Did you mean --segment WelcomeFlow?"),
+        ("Reactivaton", "Did you mean --segment Reactivation?"),
+        ("Zzz", None),
+    ],
+)
+def test_an_unknown_segment_lists_them_and_suggests_a_close_one(given: str, hint: str | None) -> None:
+    cfg = parse_config(THREE, "c.yaml")
+    with pytest.raises(UsageError) as e:
+        resolve(cfg, given, "c.yaml")
+    assert not isinstance(e.value, ConfigError)
+    assert e.value.message == f"no segment {given!r} in c.yaml; the segments are: Birthday, Reactivation, WelcomeFlow"
+    assert e.value.hint == hint

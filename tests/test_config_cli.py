@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from canopycli.cli import app
@@ -76,6 +77,45 @@ def test_validate_config_reports_a_repeated_key(tmp_path: Path) -> None:
     assert code == 2 and out == ""
     assert f"{cfg}:6: connectors.main.token: key 'token' appears twice in this mapping (lines 4 and 6)" in err
     assert "hard-coded-by-mistake" not in err
+
+
+def two_segments(tmp_path: Path) -> Path:
+    cfg = write_config(tmp_path / "c.yaml", WEBHOOK)
+    data = yaml.safe_load(cfg.read_text())
+    data["segments"]["Reactivation"] = {"connector": "main", "id_column": "email"}
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["push", "s.csv", "--dry-run"],
+        ["sync", "s.csv", "--dry-run"],
+        ["state", "export", "b.jsonl"],
+        ["state", "reset"],
+    ],
+)
+def test_a_missing_segment_is_a_usage_error_listing_them(tmp_path: Path, command: list[str]) -> None:
+    cfg = two_segments(tmp_path)
+    write_csv(tmp_path / "s.csv", emails(1))
+    code, out, err = invoke(*command, "-c", str(cfg))
+    assert code == 2 and out == ""
+    assert err == "Error: the config has 2 segments; choose one with --segment: Reactivation, WelcomeFlow\n"
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_an_unknown_segment_is_a_usage_error_with_a_suggestion(tmp_path: Path) -> None:
+    cfg = two_segments(tmp_path)
+    write_csv(tmp_path / "s.csv", emails(1))
+    code, out, err = invoke("push", "s.csv", "-c", str(cfg), "--segment", "welcomeflow", "--dry-run")
+    assert code == 2 and out == ""
+    assert err == (
+        f"Error: no segment 'welcomeflow' in {cfg}; the segments are: Reactivation, WelcomeFlow\n"
+        "Did you mean --segment WelcomeFlow?\n"
+    )
+    code, _, err = invoke("push", "s.csv", "-c", str(cfg), "--segment", "Other", "--dry-run")
+    assert code == 2 and err == f"Error: no segment 'Other' in {cfg}; the segments are: Reactivation, WelcomeFlow\n"
 
 
 def test_retry_names_both_endpoints_redacted(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
