@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -20,14 +23,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from . import __version__
-from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, resolve
-from .errors import CanopyError, ExitCode, StateError, UsageError, scrub
+from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, redact_url, resolve
+from .errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
 from .journal import Journal, RunRow
+from .outputs import check_dir, check_file, reason, write_failed
 from .push import Cancel, PushOptions, SyncOptions, run_push, run_retry
-from .report import Report
+from .report import Report, make_table
 from .sandbox import Sandbox
 from .send import STOP_INTERRUPTED, STOP_TERMINATED
 from .state import SegmentLock, state_dir
@@ -37,17 +40,43 @@ app = typer.Typer(
     name="canopycli",
     help="Push audience segment files (CSV, JSONL) to a Deployteq (CanopyDeploy) batch webhook.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,  # rich tracebacks show locals, and locals can hold the token
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _flags_as_flags() -> None:
+    """Show ``--dry-run`` in help as a flag, not as ``--dry-run <bool>`` (typer >= 0.26 adds the type)."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if option is None or shown is None or getattr(shown, "_canopycli", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_bool_flag", False) else shown(self, ctx)  # type: ignore[no-any-return]
+
+    display_type_rich._canopycli = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_flags_as_flags()
+
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits the process with 1 here; a reader that went away (``| head``) is no failure
+        # of the run, so ``emit`` decides (the run's own exit code stands).
+        raise BrokenPipeError
+
+
 def _stdout() -> Console:
-    # Piped output (cron mail, CI logs) is not squeezed into 80 columns.
+    # Piped output (cron mail, CI logs) is not squeezed into 80 columns; tables drop their box
+    # drawing when stdout is not a terminal (see ``make_table``).
     wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=wide)
+    return _Stdout(file=sys.stdout, highlight=False, soft_wrap=False, width=wide)
 
 
 def _stderr() -> Console:
@@ -59,6 +88,16 @@ def say(message: str) -> None:
     typer.echo(scrub(message), err=True)
 
 
+def _debug() -> bool:
+    return os.environ.get("CANOPYCLI_DEBUG") == "1"
+
+
+def _traceback(e: BaseException) -> None:
+    """CANOPYCLI_DEBUG=1: the real traceback, printed here rather than re-raised, because click
+    would turn some exceptions (EOFError) into a bare "Aborted." and hide it."""
+    say("".join(traceback.format_exception(e)).rstrip())
+
+
 def handle_errors(fn: F) -> F:
     """The one place exceptions become exit codes and one-line messages."""
 
@@ -67,18 +106,23 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CanopyError as e:
-            if os.environ.get("CANOPYCLI_DEBUG") == "1":
-                raise
+            if _debug():
+                _traceback(e)
             say(f"Error: {e}")
+            if e.run_id:
+                verb = "Finish it" if e.sent else "Start it again"
+                say(f"Run {e.run_id} is recorded up to this point. {verb} with: canopycli retry {e.run_id}")
             raise typer.Exit(int(e.exit_code)) from None
         except KeyboardInterrupt:
             say("Interrupted.")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except Exception as e:
-            if os.environ.get("CANOPYCLI_DEBUG") == "1" or os.environ.get("CANOPYCLI_RAISE") == "1":
+        except BaseException as e:
+            if os.environ.get("CANOPYCLI_RAISE") == "1":
                 raise
+            if _debug():
+                _traceback(e)
             say(f"Error: unexpected {type(e).__name__}: {e}")
             say("This is a bug in canopycli. Rerun with CANOPYCLI_DEBUG=1 for the traceback and report it.")
             raise typer.Exit(int(ExitCode.FAILED)) from None
@@ -192,11 +236,17 @@ class _ProgressView:
 def _finish(
     report: Report, report_json: Path | None, quiet: bool, rejects: Path | None, after: tuple[str, ...] = ()
 ) -> None:
-    report.render(_stdout())
-    for line in after:
-        typer.echo(line)
-    if report_json is not None:
-        report.write_json(report_json)
+    def show(out: Console) -> None:
+        report.render(out)
+        for line in after:
+            out.print(line)
+
+    if report_json is not None:  # the record for machines first: it must not depend on stdout
+        try:
+            report.write_json(report_json)
+        except OSError as e:
+            raise write_failed(e, "--report-json").during_run(report.run_id, report.requests > 0) from e
+    emit(show, report.run_id, report.requests > 0)
     if not quiet:
         _hints(report, rejects)
     if report.damage is not None:  # damaged input: exit 2, although the rows before the damage were processed
@@ -214,33 +264,68 @@ def _finish(
         raise typer.Exit(int(code))
 
 
+def emit(show: Callable[[Console], None], run_id: str | None = None, sent: bool = False) -> None:
+    """Write results to stdout. A reader that went away (``| head``) is not an error; a full device is."""
+    try:
+        show(_stdout())
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as e:
+        _silence_stdout()
+        where = f"; the run itself is recorded: canopycli runs show {run_id}" if run_id else ""
+        err = OutputError(
+            f"cannot write to stdout: {reason(e)}{where}", hint="Free some space, or send stdout elsewhere."
+        )
+        if sent:  # the data went out; only showing the result failed
+            err.exit_code = ExitCode.FAILED
+        raise err from None
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that is not a second error.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (tests)
+        pass
+    finally:
+        os.close(devnull)
+
+
 def _hints(report: Report, rejects: Path | None) -> None:
     bad = report.rows_rejected + report.rows_duplicate
     if bad:
-        for line, reason in report.reject_samples:
-            say(f"  line {line}: {reason}")
+        for line, reason_ in report.reject_samples:
+            say(f"  line {line}: {reason_}")
         more = bad - len(report.reject_samples)
         where = f"all of them are in {rejects}" if rejects else "write them all with --rejects rejects.csv"
         say(f"{bad:,} row(s) not sent as rejected or duplicate{f' ({more:,} more)' if more > 0 else ''}; {where}.")
     code = report.exit_code
+    waiting = report.profiles_failed + report.profiles_not_sent - report.superseded
+    waiting += report.removals_failed + report.removals_not_sent
+    # Every partial outcome names `canopycli retry RUN_ID`: it resends only what was not delivered,
+    # with the same uuids. Pushing the file again would spend requests on what already arrived.
+    again = f"canopycli retry {report.run_id}" if report.run_id else "the same command"
     if code == ExitCode.CREDENTIALS:
         say(
             "The webhook rejected the credentials (401/403). Check `token:` in the config and `auth:` (query or bearer); "
-            "a Deployteq account inactive for 60 days answers 401."
+            "a Deployteq account inactive for 60 days answers 401. "
+            f"Then send the {waiting:,} profiles not delivered with: {again}"
         )
     elif code == ExitCode.DAILY_LIMIT:
         hint = f" ({report.retry_hint})" if report.retry_hint else ""
         say(
-            f"Deployteq's daily request limit was reached{hint}: {report.profiles_not_sent:,} profiles were not sent. "
-            "Push them again tomorrow, or install Webhook Pro, which has no daily limit."
+            f"Deployteq's daily request limit was reached{hint}: {waiting:,} profiles were not sent. "
+            f"Send them when the budget resets with: {again} (or install Webhook Pro, which has no daily limit)."
         )
     elif code == ExitCode.FAILED:
         failed = sum(1 for b in report.batches if b.outcome == "failed")
-        waiting = sum(b.profiles for b in report.batches if b.outcome in ("failed", "not_sent"))
-        again = f"canopycli retry {report.run_id}" if report.run_id else "the same command"
         say(
             f"{failed:,} batch(es) failed after retries; {waiting:,} profiles are not delivered. Send them with: {again}"
         )
+    elif code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED) and report.run_id:
+        say(f"Stopped before the end: {waiting:,} profiles are not delivered yet. Finish with: {again}")
 
 
 @app.command()
@@ -250,8 +335,12 @@ def push(
     config: ConfigOpt = None,
     segment: SegmentOpt = None,
     status: Annotated[
-        str, typer.Option("--status", help="Status for rows without a status column: NEW, MODIFIED or REMOVED.")
-    ] = "NEW",
+        str | None,
+        typer.Option(
+            "--status",
+            help="Status of every row, for files without a status column: NEW, MODIFIED or REMOVED. Default: NEW.",
+        ),
+    ] = None,
     format: FormatOpt = None,  # noqa: A002
     delimiter: DelimiterOpt = None,
     dry_run: DryRunOpt = False,
@@ -280,6 +369,7 @@ def _run(
     quiet: bool,
 ) -> None:
     """push and sync: one implementation, with progress, signals, the run id and the report."""
+    _check_outputs(report_json, opts.rejects, opts.out_dir if opts.dry_run else None)
     resolved = _resolved(config, segment)
     cancel = Cancel()
     label = f"{'sync' if sync else 'push'} {resolved.segment_name}"
@@ -290,8 +380,15 @@ def _run(
     _finish(report, report_json, quiet, opts.rejects)
 
 
+def _check_outputs(report_json: Path | None, rejects: Path | None = None, out: Path | None = None) -> None:
+    """Every output path can be written: checked before anything is read or sent."""
+    check_file(report_json, "--report-json")
+    check_file(rejects, "--rejects")
+    check_dir(out, "--out")
+
+
 def _share(value: str) -> float:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", value)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*%?\s*", value)
     if not m or not 0 <= float(m.group(1)) <= 100:
         raise UsageError(f"--max-remove takes a percentage from 0 to 100 (like 50 or 50%), got {value!r}")
     return float(m.group(1)) / 100
@@ -333,7 +430,7 @@ def sync(
 ) -> None:
     """Send only what changed since the last acknowledged sync: NEW, MODIFIED and REMOVED profiles."""
     opts = PushOptions(
-        file, format, delimiter, "NEW", dry_run, out, rejects, concurrency, allow_partial, wait, state_dir_
+        file, format, delimiter, None, dry_run, out, rejects, concurrency, allow_partial, wait, state_dir_
     )
     _run(config, segment, opts, SyncOptions(full=full, max_remove=_share(max_remove), force=force), report_json, quiet)
 
@@ -356,6 +453,7 @@ def retry(
     """Resend a run's failed and not-sent batches (same uuids) with the token from --config."""
     if bool(run_id) == last:
         raise UsageError("name a run (canopycli retry RUN_ID) or pass --last")
+    _check_outputs(report_json)
     path = config_path(config)
 
     def resolved_for(run: RunRow) -> Resolved:
@@ -393,9 +491,10 @@ app.add_typer(state_app, name="state")
 @handle_errors
 def state_show(state_dir_: StateDirOpt = None) -> None:
     """Every sync baseline: connector, segment, profiles, last sync run."""
+    out = _stdout()
     with Journal(state_dir(state_dir_)) as journal:
         scopes = journal.scopes()
-        t = Table(title=f"sync baselines in {journal.path}", title_justify="left")
+        t = make_table(out, title=f"sync baselines in {journal.path}")
         for col in ("connector", "segment", "identifier", "profiles", "updated (UTC)", "last run"):
             t.add_column(col, justify="right" if col == "profiles" else "left")
         for sc in scopes:
@@ -407,7 +506,7 @@ def state_show(state_dir_: StateDirOpt = None) -> None:
                 sc["updated"][:19].replace("T", " "),
                 sc["last_run"] or "",
             )
-    _stdout().print(t if scopes else "no sync baselines yet")
+    out.print(t if scopes else "no sync baselines yet")
 
 
 @state_app.command("export")
@@ -477,9 +576,10 @@ def runs_list(
     """Recent runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
+    out = _stdout()
     with Journal(state_dir(state_dir_)) as journal:
         rows = journal.runs(limit)
-        t = Table(title=f"runs in {journal.path}", title_justify="left")
+        t = make_table(out, title=f"runs in {journal.path}")
         for col, just in (
             ("run", "left"),
             ("started (UTC)", "left"),
@@ -505,7 +605,7 @@ def runs_list(
                 f"{report.profiles_delivered:,}",
                 f"{report.profiles_failed + report.profiles_not_sent:,}",
             )
-    _stdout().print(t if rows else "no runs yet")
+    out.print(t if rows else "no runs yet")
 
 
 @runs_app.command("show")
@@ -540,13 +640,17 @@ def runs_prune(
     state_dir_: StateDirOpt = None,
 ) -> None:
     """Forget runs (and their stored batches) older than --older-than."""
-    m = re.fullmatch(r"(\d+)([dhm])", older_than.strip())
+    m = re.fullmatch(r"([0-9]{1,9})([dhm])", older_than.strip())  # ASCII digits: \d takes any script's
     if not m:
         raise UsageError(f"--older-than takes a number and d, h or m (like 30d), got {older_than!r}")
     n, unit = int(m.group(1)), m.group(2)
     age = dt.timedelta(days=n) if unit == "d" else dt.timedelta(hours=n) if unit == "h" else dt.timedelta(minutes=n)
+    try:
+        before = dt.datetime.now(dt.UTC) - age
+    except OverflowError:
+        raise UsageError(f"--older-than {older_than} reaches back past the year 1; use an age like 3650d") from None
     with Journal(state_dir(state_dir_)) as journal:
-        removed = journal.prune(dt.datetime.now(dt.UTC) - age)
+        removed = journal.prune(before)
     typer.echo(f"pruned {removed} run(s) older than {older_than}")
 
 
@@ -569,11 +673,11 @@ def _render_config(cfg: Config, shown: str) -> None:
     out = _stdout()
     out.print(f"{shown}: valid ({len(cfg.connectors)} connector(s), {len(cfg.segments)} segment(s))")
     for name, c in cfg.connectors.items():
-        t = Table(title=f"connector {name}", title_justify="left", show_header=False)
+        t = make_table(out, title=f"connector {name}", show_header=False)
         t.add_column("setting")
         t.add_column("value", overflow="fold")
         rows = [
-            ("endpoint", c.endpoint),
+            ("endpoint", redact_url(c.endpoint)),
             ("token", "*** (set)"),
             ("auth", c.auth),
             ("identifier", f"{c.identifier} (customerType {c.customer_type})"),
@@ -587,7 +691,7 @@ def _render_config(cfg: Config, shown: str) -> None:
         for k, v in rows:
             t.add_row(k, v)
         out.print(t)
-    s = Table(title="segments", title_justify="left")
+    s = make_table(out, title="segments")
     for col in ("segment", "segmentName", "connector", "id_column", "status_column", "params"):
         s.add_column(col, overflow="fold")
     for key, seg in cfg.segments.items():
@@ -653,7 +757,7 @@ def sandbox(
         pass
     finally:
         sb.stop()
-        typer.echo(f"sandbox stopped: {sb.snapshot()}", err=True)
+        typer.echo(f"sandbox stopped: {json.dumps(sb.snapshot())}", err=True)
 
 
 def _numbers(text: str) -> set[int]:
@@ -677,11 +781,28 @@ DEMO_PARAMS = [
 def demo(
     quiet: QuietOpt = False,
     report_json: ReportOpt = None,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", metavar="", help="Keep the demo's folder (what the sandbox received, rejected rows)."),
+    ] = False,
 ) -> None:
     """Push the packaged sample segment to a built-in sandbox: no config, no credentials."""
+    _check_outputs(report_json)
     workdir = Path(tempfile.mkdtemp(prefix="canopycli-demo-"))
+    try:
+        _demo(workdir, quiet, report_json, keep)
+    finally:
+        if not keep:  # the rejects file holds the sample's raw addresses: leave nothing behind
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _demo(workdir: Path, quiet: bool, report_json: Path | None, keep: bool) -> None:
     recording = workdir / "received.jsonl"
+    rejects = workdir / "rejects.csv"
     token = secrets.token_urlsafe(24)
+    if not quiet:
+        fate = "kept (--keep)" if keep else "removed when the demo ends (--keep keeps it)"
+        say(f"demo: working in {workdir}, {fate}")
     with Sandbox(token, port=0, record=recording) as sb:
         connector = Connector(endpoint=sb.endpoint, token=token, identifier="hashed_email")  # type: ignore[arg-type]
         seg = Segment(connector="sandbox", id_column="email", params=DEMO_PARAMS)
@@ -692,16 +813,17 @@ def demo(
         with resources.as_file(sample) as sample_path:
             if not quiet:
                 say(f"demo: pushing {sample_path.name} to a sandbox webhook at {sb.endpoint}")
-            rejects = workdir / "rejects.csv"
             opts = PushOptions(str(sample_path), rejects=rejects, state_dir=workdir / "state")
             with _ProgressView(quiet, "demo") as progress:
                 report = run_push(resolved, opts, progress=progress)
         stats = sb.snapshot()
-    after = (
-        f"The sandbox accepted {stats['accepted']} batches ({stats['profiles']:,} profiles), recorded in {recording}",
-        f"Rejected rows, with line numbers and reasons: {rejects}",
-    )
-    _finish(report, report_json, quiet, rejects, after)
+    accepted = f"The sandbox accepted {stats['accepted']} batches ({stats['profiles']:,} profiles)"
+    after: tuple[str, ...]
+    if keep:
+        after = (f"{accepted}, recorded in {recording}", f"Rejected rows, with line numbers and reasons: {rejects}")
+    else:
+        after = (f"{accepted}. Run `canopycli demo --keep` to keep what it received and the rejected rows.",)
+    _finish(report, report_json, quiet, rejects if keep else None, after)
 
 
 def main() -> None:

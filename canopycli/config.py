@@ -6,9 +6,12 @@ its YAML path and line, e.g. ``canopycli.yaml:4: connectors.main.endpoint: ...``
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+import unicodedata
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,12 +19,17 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from .errors import ConfigError, register_secret
+from .errors import ConfigError, UsageError, register_secret
 
 DEFAULT_CONFIG = "canopycli.yaml"
 CONFIG_ENV = "CANOPYCLI_CONFIG"
 MAX_BATCH = 600  # the connector's documented ceiling ("500-600 profiles per batch")
 MAX_BODY_BYTES = 6_000_000  # "a JSON message up to 6 MB"; decimal MB, the safe reading
+# A config is a few kilobytes. These bound the cost of a hostile or mistaken one (an alias bomb,
+# a file that is not a config) before anything walks it: parsing, env expansion, pydantic.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_CONFIG_VALUES = 20_000  # YAML nodes, counting every alias as the values it stands for
+MAX_CONFIG_DEPTH = 32  # nesting levels, through aliases too
 
 ParamType = Literal["string", "number", "integer", "boolean", "date", "datetime", "gender", "optin", "yesno", "option"]
 
@@ -142,36 +150,179 @@ def _expand(value: Any, loc: tuple[str | int, ...], problems: list[tuple[tuple[s
     return value
 
 
-# --- YAML line numbers for error locations -------------------------------------------------
+# --- reading the YAML, at a bounded cost ---------------------------------------------------
+
+Loc = tuple[str | int, ...]
+_MERGE = "tag:yaml.org,2002:merge"
 
 
-def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
-    """Map each YAML path to its 1-based line, so errors can point into the file."""
-    index: dict[tuple[str | int, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return index
+class _Refused(Exception):
+    """The YAML is well-formed but too costly or too odd to load; ``line`` is 1-based."""
 
-    def walk(node: yaml.Node | None, loc: tuple[str | int, ...]) -> None:
-        if node is None:
+    def __init__(self, mark: Any, problem: str) -> None:
+        super().__init__(problem)
+        self.line = mark.line + 1 if mark is not None else None
+        self.problem = problem
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that counts, while composing, the values the document stands for.
+
+    PyYAML composes an alias as a reference to its anchor's node, which is cheap; but everything
+    after it (the line index, env expansion, pydantic) walks the expanded tree. So each alias is
+    charged the size and height of what it refers to, and the load stops at the alias that
+    crosses ``MAX_CONFIG_VALUES`` or ``MAX_CONFIG_DEPTH``: a "billion laughs" is refused after a
+    few thousand steps, while ``<<: *defaults`` merge keys keep working.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._values = 0
+        self._depth = 0
+        self._shape: dict[int, tuple[int, int]] = {}  # id(node) -> (values when expanded, height)
+
+    def _charge(self, values: int, height: int, mark: Any) -> None:
+        self._values += values
+        if self._values > MAX_CONFIG_VALUES:
+            raise _Refused(
+                mark,
+                f"the config expands to more than {MAX_CONFIG_VALUES:,} values (counting what each alias "
+                "stands for); write it without nested aliases, or split it into several configs",
+            )
+        if self._depth + height > MAX_CONFIG_DEPTH:
+            raise _Refused(mark, f"values are nested more than {MAX_CONFIG_DEPTH} levels deep; flatten the config")
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)  # an undefined one is PyYAML's error
+            if target is not None:
+                shape = self._shape.get(id(target))
+                if shape is None:  # the anchored collection is still being composed
+                    raise _Refused(
+                        event.start_mark,
+                        f"alias *{event.anchor} is used inside the value it refers to; write that value out",
+                    )
+                self._charge(*shape, event.start_mark)
+            return super().compose_node(parent, index)
+        self._charge(0, 1, event.start_mark)
+        self._depth += 1
+        before = self._values
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        assert node is not None  # typed Optional, but PyYAML returns a node or raises
+        height = 1 + max((self._shape[id(c)][1] for c in _children(node)), default=0)
+        self._charge(1, 0, event.start_mark)
+        self._shape[id(node)] = (self._values - before, height)
+        return node
+
+    def construct_yaml_binary(self, node: yaml.Node) -> bytes:
+        # pydantic would take bytes for a string (a token!) and skip every check on it
+        raise _Refused(node.start_mark, "binary values (!!binary) have no place in a config; write the text")
+
+
+_Loader.add_constructor("tag:yaml.org,2002:binary", _Loader.construct_yaml_binary)
+
+
+def _line_index(root: yaml.Node | None) -> tuple[dict[Loc, int], list[tuple[Loc, str]]]:
+    """Map each YAML path to its 1-based line, so errors can point into the file; and list the
+    keys a mapping repeats (YAML would silently keep only the last one).
+
+    Runs on the composed document, before construction (which rewrites merge keys in place).
+    Its cost is bounded by ``_Loader``: it walks at most ``MAX_CONFIG_VALUES`` nodes.
+    """
+    index: dict[Loc, int] = {}
+    repeated: list[tuple[Loc, str]] = []
+    checked: set[int] = set()
+
+    def put(loc: Loc, line: int, merged: bool) -> None:
+        if merged:  # a merged key never overrides one written in the mapping itself
+            index.setdefault(loc, line)
+        else:
+            index[loc] = line
+
+    def check_repeats(node: yaml.MappingNode, loc: Loc) -> None:
+        if id(node) in checked:
             return
+        checked.add(id(node))
+        first: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE:
+                continue
+            line = key.start_mark.line + 1
+            seen = first.setdefault((key.tag, key.value), line)
+            if seen != line:
+                repeated.append(
+                    (
+                        (*loc, key.value),
+                        f"key {key.value!r} appears twice in this mapping (lines {seen} and {line}); "
+                        "YAML would keep only the last one: remove or rename one of them",
+                    )
+                )
+
+    def walk(node: yaml.Node, loc: Loc, merged: bool) -> None:
         index.setdefault(loc, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            check_repeats(node, loc)
+            merges: list[yaml.Node] = []
             for key, val in node.value:
-                k = key.value
-                index[(*loc, k)] = key.start_mark.line + 1
-                walk(val, (*loc, k))
-                index[(*loc, k)] = key.start_mark.line + 1
+                if key.tag == _MERGE:
+                    merges.extend(val.value if isinstance(val, yaml.SequenceNode) else [val])
+                    continue
+                k = key.value if isinstance(key, yaml.ScalarNode) else f"line {key.start_mark.line + 1}"
+                put((*loc, k), key.start_mark.line + 1, merged)
+                walk(val, (*loc, k), merged)
+                put((*loc, k), key.start_mark.line + 1, merged)
+            for source in merges:  # after the mapping's own keys, which win
+                if isinstance(source, yaml.MappingNode):
+                    walk(source, loc, True)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                walk(item, (*loc, i))
+                walk(item, (*loc, i), merged)
 
-    walk(root, ())
-    return index
+    if root is not None:
+        walk(root, (), False)
+    return index, repeated
 
 
-def _where(path: str, index: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> str:
+def _load_yaml(text: str, shown: str) -> tuple[Any, dict[Loc, int], list[tuple[Loc, str]]]:
+    """Parse the YAML (bounded), index its lines, then construct plain Python data."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(shown, [_too_big(shown)])
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        index, repeated = _line_index(root)
+        data = loader.construct_document(root) if root is not None else None
+    except _Refused as e:
+        where = f"{shown}:{e.line}" if e.line else shown
+        raise ConfigError(shown, [f"{where}: {e.problem}"]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(shown, [f"{where}: invalid YAML: {problem}"]) from None
+    finally:
+        loader.dispose()
+    return data, index, repeated
+
+
+def _too_big(shown: str) -> str:
+    return (
+        f"{shown}: the file is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few kilobytes "
+        "(is this the right file? split a very large config into several)"
+    )
+
+
+def _where(path: str, index: dict[Loc, int], loc: Loc) -> str:
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     probe = loc
     while probe and probe not in index:
@@ -194,19 +345,91 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _odd_character(text: str) -> bool:
+    """Whitespace, or a control/format character (a line break, a tab, a zero-width space, a BOM)."""
+    return any(c.isspace() or unicodedata.category(c)[0] == "C" for c in text)
+
+
+# A URL part that names a parameter: after ? & ; # or /, up to =. Values run to the next & ; #.
+_URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:([^/?#]*)@)?[^/?#]*")
+_URL_KEY = re.compile(r"[?&;#/]([^?&;#/=]*)=")
+_URL_VALUE_END = re.compile(r"[&;#]")
+_SECRET_KEY = re.compile(r"token|secret|passw|pwd|signature|credential|^sig$|key$|^auth|session", re.I)
+
+
+def _key_name(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", urllib.parse.unquote(key).lower())
+
+
+def redact_url(url: str) -> str:
+    """The URL with credentials masked: the userinfo, and the value of every query, fragment or
+    path parameter whose name looks like a token, key, secret, password, auth or signature."""
+    head = _URL_HEAD.match(url)
+    prefix, rest = (url[: head.end()], url[head.end() :]) if head else ("", url)
+    if head and head.group(1) is not None:
+        prefix = prefix[: head.start(1)] + "***" + prefix[head.end(1) :]
+    parts, pos = [prefix], 0
+    for m in _URL_KEY.finditer(rest):
+        if m.start() < pos or not _SECRET_KEY.search(_key_name(m.group(1))):
+            continue
+        end = _URL_VALUE_END.search(rest, m.end())
+        parts += [rest[pos : m.end()], "***"]
+        pos = end.start() if end else len(rest)
+    parts.append(rest[pos:])
+    return "".join(parts)
+
+
+def _token_parameter(url: str) -> str | None:
+    """Where the URL carries a token parameter (any case, percent-encoded or not), if it does."""
+    head = _URL_HEAD.match(url)
+    rest = url[head.end() :] if head else url
+    for tail in (rest, urllib.parse.unquote(rest)):
+        for m in _URL_KEY.finditer(tail):
+            if "token" in _key_name(m.group(1)):
+                before = tail[: m.start() + 1]
+                if "#" in before:
+                    return "in its #fragment"
+                return "query parameter" if "?" in before else "in its path"
+    return None
+
+
 def endpoint_problem(endpoint: str) -> str | None:
+    if _odd_character(endpoint):
+        return (
+            "contains whitespace or a control character (a stray space or line break from a copy-paste "
+            "or an environment variable?); remove it"
+        )
     try:
         url = httpx.URL(endpoint)
     except Exception:  # httpx raises several types for malformed URLs
         return "is not a valid URL"
     if url.scheme not in ("http", "https") or not url.host:
         return "is not a valid http(s) URL (expected https://webhook.myclang.com/...)"
-    if "token" in url.params:
-        return "carries a token= query parameter; move the token to `token:` (e.g. token: ${CANOPY_TOKEN}) and remove it from the URL"
+    where = _token_parameter(endpoint)
+    if where:
+        where = "a token= query parameter" if where == "query parameter" else f"a token= parameter {where}"
+        return f"carries {where}; move the token to `token:` (e.g. token: ${{CANOPY_TOKEN}}) and remove it from the URL"
     if url.userinfo:
         return "carries credentials in the URL; move the token to `token:`"
     if url.scheme != "https" and not is_loopback(url.host):
         return "must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)"
+    return None
+
+
+def token_problem(token: str, auth: object) -> str | None:
+    """What is wrong with a token, never quoting it."""
+    if not token.strip():
+        return "token is empty"
+    if _odd_character(token):
+        return (
+            "token contains whitespace or a control character (a stray line break from `$(cat file)`, "
+            "or a copy-paste?); remove it"
+        )
+    if auth == "bearer" and not token.isascii():
+        return (
+            "token has a non-ASCII character, which an Authorization header cannot carry (auth: bearer); "
+            "check it for a copy-paste accident such as a curly quote or an accented letter"
+        )
     return None
 
 
@@ -217,30 +440,34 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     p = config_path(path)
     shown = str(p)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
     except FileNotFoundError:
         raise ConfigError(shown, [f"file not found (create it, pass --config PATH, or set ${CONFIG_ENV})"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(shown, [f"cannot read the file: {e.__class__.__name__}"]) from None
+    except OSError as e:
+        raise ConfigError(shown, [f"cannot read the file: {e.strerror or e.__class__.__name__}"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(shown, [_too_big(shown)])
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(shown, [f"{shown}: the file is UTF-16; save it as UTF-8"])
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(shown, [f"{shown}:{line}: the file is not UTF-8 text; save it as UTF-8"]) from None
     return parse_config(text, shown)
 
 
 def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(shown, [f"{where}: invalid YAML: {problem}"]) from None
+    raw, index, repeated = _load_yaml(text, shown)
     if not isinstance(raw, dict):
         raise ConfigError(shown, [f"{shown}: expected a mapping with `connectors:` and `segments:`"])
-    index = _line_index(text)
-    found: list[tuple[tuple[str | int, ...], str]] = []
-    expanded = _expand(raw, (), found)
+    found: list[tuple[Loc, str]] = []
+    expanded = _expand(raw, (), found)  # once: a value that contains ${...} is not expanded again
     env_locs = {loc for loc, _ in found}
+    found += repeated
 
-    def report(loc: tuple[str | int, ...], msg: str) -> None:
+    def report(loc: Loc, msg: str) -> None:
         if loc not in env_locs:  # an unset variable already explains this value
             found.append((loc, msg))
 
@@ -261,8 +488,9 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
         token = conn.get("token")
         if isinstance(token, str):
             register_secret(token)
-            if not token.strip():
-                report(("connectors", name, "token"), "token is empty")
+            bad = token_problem(token, conn.get("auth", "query"))
+            if bad:
+                report(("connectors", name, "token"), bad)
         endpoint = conn.get("endpoint")
         bad = endpoint_problem(endpoint) if isinstance(endpoint, str) else None
         if bad:
@@ -280,15 +508,20 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
 
 
 def resolve(config: Config, segment: str | None, shown: str) -> Resolved:
-    """Pick the segment to push: the one named, or the only one configured."""
+    """Pick the segment to push: the one named, or the only one configured.
+
+    A missing or unknown ``--segment`` is a usage error (the config itself is fine)."""
+    names = sorted(config.segments)
+    listed = ", ".join(names)
     if segment is None:
-        if len(config.segments) != 1:
-            names = ", ".join(sorted(config.segments))
-            raise ConfigError(shown, [f"the config has several segments; choose one with --segment ({names})"])
-        segment = next(iter(config.segments))
+        if len(names) != 1:
+            raise UsageError(f"the config has {len(names)} segments; choose one with --segment: {listed}")
+        segment = names[0]
     if segment not in config.segments:
-        names = ", ".join(sorted(config.segments))
-        raise ConfigError(shown, [f"no segment {segment!r} in the config (known: {names})"])
+        by_folded = {n.casefold(): n for n in names}
+        close = difflib.get_close_matches(segment.casefold(), list(by_folded), n=1)
+        hint = f"Did you mean --segment {by_folded[close[0]]}?" if close else None
+        raise UsageError(f"no segment {segment!r} in {shown}; the segments are: {listed}", hint=hint)
     seg = config.segments[segment]
     return Resolved(
         config_path=shown,

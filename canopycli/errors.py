@@ -5,6 +5,7 @@
      │    ├── ConfigError       exit 2: the YAML config is invalid (lists every problem)
      │    └── InputError        exit 2: the input file is missing, binary or lacks a column
      ├── StateError             exit 2: the state folder or journal cannot be used, or a run is unknown
+     ├── OutputError            exit 2: an output path (--report-json, --rejects, --out, ...) cannot be written
      ├── QuotaError             exit 3: today's request budget cannot cover the push
      ├── LockedError            exit 5: another push of the same connector+segment is running
      └── MassRemovalError       exit 6: a sync would remove more of a segment than --max-remove
@@ -12,6 +13,11 @@
 Delivery outcomes (a batch that failed, a 429, a 401) are not exceptions: they are
 recorded in the report, and the exit code is derived from it (``Report.exit_code``).
 Only ``cli.py`` turns these into process exit codes and messages.
+
+An error raised after a run has started (a full disk, a journal that cannot be written)
+carries ``run_id`` and ``sent`` (whether any batch had been handed to the webhook): then the
+exit code is ``FAILED`` and the message names ``canopycli retry RUN_ID``, because part of the
+data may already have arrived and pushing it again would spend requests twice.
 """
 
 from __future__ import annotations
@@ -38,10 +44,21 @@ class CanopyError(Exception):
 
     exit_code: ExitCode = ExitCode.USAGE
 
+    run_id: str | None = None  # set when the error interrupted a journaled run
+    sent: bool = False  # ... and some of its batches had been sent already
+
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def during_run(self, run_id: str | None, sent: bool) -> CanopyError:
+        """Mark the error as having stopped ``run_id`` (the CLI then points at ``retry``)."""
+        if run_id and self.run_id is None:
+            self.run_id, self.sent = run_id, sent
+            if sent:
+                self.exit_code = ExitCode.FAILED
+        return self
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"
@@ -70,6 +87,12 @@ class InputError(UsageError):
 
 
 class StateError(CanopyError):
+    exit_code = ExitCode.USAGE
+
+
+class OutputError(CanopyError):
+    """An output file or folder cannot be written (checked before anything is sent)."""
+
     exit_code = ExitCode.USAGE
 
 

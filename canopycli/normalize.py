@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from orjson import Fragment, JSONEncodeError, dumps
@@ -47,9 +47,18 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _FAST_EMAIL = re.compile(r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}")
 
 
+_fast_email = _FAST_EMAIL.fullmatch
+
+
+def _fast_ok(v: str) -> bool:
+    """The common shape, at C speed. ``--`` goes to the full check: a domain label with hyphens
+    in its 3rd and 4th places (``ab--c``) is reserved for IDNA and refused by email-validator."""
+    return _fast_email(v) is not None and len(v) <= 254 and v.index("@") <= 64 and "--" not in v
+
+
 def email_is_valid(email: str) -> bool:
     """``email`` is trimmed and lowercased already."""
-    if _FAST_EMAIL.fullmatch(email) and len(email) <= 254 and email.index("@") <= 64:
+    if _fast_ok(email):
         return True
     try:
         validate_email(email, check_deliverability=False)
@@ -58,7 +67,6 @@ def email_is_valid(email: str) -> bool:
     return True
 
 
-_fast_email = _FAST_EMAIL.fullmatch
 _sha256 = hashlib.sha256
 
 
@@ -67,7 +75,7 @@ def hashed_email(value: Any) -> str:
     if value.__class__ is not str and not isinstance(value, str):
         raise ValueError("is not text")
     v = value.strip().lower()
-    if _fast_email(v) is not None and len(v) <= 254 and v.index("@") <= 64:  # the common case, at C speed
+    if _fast_ok(v):  # the common case
         return _sha256(v.encode()).hexdigest()
     if not v:
         raise ValueError("is empty")
@@ -121,9 +129,30 @@ _GENDER = {
     "UNKNOWN": {"unknown", "u", "onbekend", "unspecified", "?"},
 }
 _GENDER_LOOKUP = {alias: canon for canon, aliases in _GENDER.items() for alias in aliases}
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
+# ASCII only ([0-9], never \d: that also matches Arabic-Indic, full-width and other digits).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_WHOLE = re.compile(r"([+-]?[0-9]+)(?:\.0*)?")  # an integer param: 12, -3, 12.0
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+# A JSON integer below 2^53 is read exactly by every receiver (JavaScript's safe integers, a
+# double's integer precision); past it, or not finite, a number is refused, never rounded or
+# sent as null (orjson writes inf and nan as null).
+LIMIT = 2**53
+OUT_OF_RANGE = "is out of range (a number must be finite, with magnitude below 2^53 = 9,007,199,254,740,992)"
+TOO_SMALL = "is out of range (not zero, but too close to zero for a 64-bit float; write 0 if it is zero)"
 NESTED = "holds a nested object or array (flatten it, or map one field of it under params:)"
+NOT_NUMBER = (
+    "is not a number (ASCII digits, . as the decimal point, optional exponent like 1e3; no thousands separators)"
+)
+NOT_WHOLE = "is not a whole number (ASCII digits, optionally followed by .0)"
+NOT_FLAG = "is not a yes/no value (expected true/false, t/f, yes/no, y/n, ja/nee, j, or 1/0, in any case)"
+NOT_DATE = "is not a date as YYYY-MM-DD (ASCII digits, a day that exists)"
+NOT_DATETIME = (
+    "is not a date-time as YYYY-MM-DDTHH:MM[:SS[.ffffff]] with an optional Z or +HH:MM (ASCII digits, T or a space)"
+)
 
 Converter = Callable[[Any], Any]
 ParamMaker = Callable[[Any], "dict[str, Any] | None"]
@@ -131,6 +160,14 @@ ParamMaker = Callable[[Any], "dict[str, Any] | None"]
 Spec = tuple[int | str, str, dict[str, Any], ParamMaker]
 _MEMO = 2048  # distinct text values remembered per column (gender, opt-in, city...: the common case)
 _MISS = object()
+_N = TypeVar("_N", int, float)
+
+
+def _in_range(v: _N) -> _N:
+    """A JSON or parsed number, if finite and below 2^53 in magnitude (NaN fails both comparisons)."""
+    if -LIMIT < v < LIMIT:
+        return v
+    raise ValueError(OUT_OF_RANGE)
 
 
 def _text(v: Any) -> str:
@@ -140,6 +177,8 @@ def _text(v: Any) -> str:
         raise ValueError(NESTED)
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, (int, float)):  # a JSON number: orjson reads integers past 64 bits as floats
+        _in_range(v)
     return str(v)
 
 
@@ -148,62 +187,91 @@ def _flag(v: Any) -> bool:
         return v  # type: ignore[no-any-return]
     got = _FLAGS.get((v.strip() if v.__class__ is str else _text(v)).lower())
     if got is None:
-        raise ValueError("is not a yes/no value (expected true/false, yes/no, y/n or 1/0)")
+        raise ValueError(NOT_FLAG)
     return got
 
 
+def _int_text(t: str) -> int:
+    """An ASCII sign-and-digits spelling -> int; past 16 significant digits it is out of range
+    without parsing (``int()`` refuses more than 4,300 digits with a message of its own)."""
+    sign = t[0] if t[0] in "+-" else ""
+    digits = t[len(sign) :].lstrip("0")
+    if len(digits) > 16:
+        raise ValueError(OUT_OF_RANGE)
+    return _in_range(int(sign + digits) if digits else 0)
+
+
 def _number(v: Any) -> int | float:
+    if v.__class__ is str:
+        t = v.strip()
+        if t.isascii() and t.isdigit() and len(t) < 16:  # the common case: 10^15 < 2^53
+            return int(t)
+        if not _NUMBER.fullmatch(t):
+            raise ValueError(NOT_NUMBER)
+        if _INTEGER.fullmatch(t):
+            return _int_text(t)
+        f = float(t)
+        if f == 0.0 and t.partition("e")[0].partition("E")[0].strip("+-.0"):  # 1e-400: not zero, yet 0.0
+            raise ValueError(TOO_SMALL)
+        return _in_range(f) + 0.0  # + 0.0: -0.0 is sent as 0.0
     if v is True or v is False:
         raise ValueError("is a boolean, not a number")
-    if isinstance(v, (int, float)):
-        return v
-    t = _text(v)
-    if t.isdigit():
-        return int(t)
-    if not _NUMBER.fullmatch(t):
-        raise ValueError("is not a number (use digits with . as the decimal point)")
-    return int(t) if _INTEGER.fullmatch(t) else float(t)
+    if isinstance(v, int):
+        return _in_range(v)
+    if isinstance(v, float):
+        return _in_range(v) + 0.0
+    _text(v)  # a nested value: its own reason
+    raise ValueError(NOT_NUMBER)
 
 
 def _integer(v: Any) -> int:
+    if v.__class__ is str:
+        t = v.strip()
+        if t.isascii() and t.isdigit() and len(t) < 16:  # the common case
+            return int(t)
+        m = _WHOLE.fullmatch(t)
+        if m is None:
+            raise ValueError(NOT_WHOLE)
+        return _int_text(m.group(1))
     if v is True or v is False:
         raise ValueError("is a boolean, not a whole number")
-    if v.__class__ is str and v.isdigit():
-        return int(v)
     if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    t = _text(v)
-    if t.isdigit() or _INTEGER.fullmatch(t):
-        return int(t)
-    raise ValueError("is not a whole number")
+        return _in_range(v)
+    if isinstance(v, float):
+        if _in_range(v).is_integer():
+            return int(v)
+        raise ValueError(NOT_WHOLE)
+    _text(v)
+    raise ValueError(NOT_WHOLE)
 
 
 def _date(v: Any) -> str:
     t = v.strip() if v.__class__ is str else _text(v)
-    try:
-        if len(t) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(t).isoformat()
-    except ValueError:
-        raise ValueError("is not an ISO date (YYYY-MM-DD)") from None
+    if _DATE.fullmatch(t) is not None:  # the form, in ASCII; fromisoformat alone takes 2024-W01-1
+        try:
+            dt.date.fromisoformat(t)  # a day that exists
+            return t
+        except ValueError:
+            pass
+    raise ValueError(NOT_DATE)
 
 
 def _datetime(v: Any) -> str:
     t = _text(v)
-    try:
-        dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("is not an ISO date-time (YYYY-MM-DDTHH:MM:SS, optional offset)") from None
-    return t
+    if _DATETIME.fullmatch(t) is not None:  # the form, in ASCII; then a date and time that exist
+        try:
+            dt.datetime.fromisoformat(t)
+            return t if t[10] == "T" else f"{t[:10]}T{t[11:]}"
+        except ValueError:
+            pass
+    raise ValueError(NOT_DATETIME)
 
 
 def _gender(v: Any) -> str:
     canon = _GENDER_LOOKUP.get((v.strip() if v.__class__ is str else _text(v)).lower())
     if canon is None:
         raise ValueError(
-            "is not a gender Deployteq knows (MAN, WOMAN, FAMILY, NONBINARY, UNKNOWN or a common spelling)"
+            "is not a gender Deployteq knows (MAN, WOMAN, FAMILY, NONBINARY, UNKNOWN or a spelling the README lists)"
         )
     return canon
 
@@ -226,8 +294,8 @@ def converter(p: Param) -> tuple[str, Converter | None]:
 
         def option(v: Any) -> str:
             u = (v.strip() if v.__class__ is str else _text(v)).upper()
-            if limit is not None and len(u) > limit:
-                raise ValueError(f"is longer than {limit} characters ({len(u)})")
+            if limit is not None and len(u) > limit:  # counted as sent: "ß".upper() is "SS"
+                raise ValueError(f"is longer than {limit} characters once uppercased ({len(u)})")
             return u
 
         return "string", option
@@ -270,12 +338,29 @@ def param_maker(
 
 
 def _inferred(v: Any) -> tuple[str, Any]:
-    """JSONL without ``params:``: text stays text, JSON booleans and numbers keep their type."""
+    """JSONL without ``params:``: text stays text, JSON booleans and numbers keep their type
+    (numbers by the ``number`` rule: finite, below 2^53)."""
     if isinstance(v, bool):
         return "boolean", v
-    if isinstance(v, (int, float)):
-        return "number", v
+    if isinstance(v, int):
+        return "number", _in_range(v)
+    if isinstance(v, float):
+        return "number", _in_range(v) + 0.0
     raise ValueError(NESTED)
+
+
+def _unencodable(params: list[dict[str, Any]]) -> str | None:
+    """Why orjson refused a wire object: text that was not UTF-8 (bytes decoded with
+    surrogateescape), or an integer past 64 bits (which the converters refuse before this)."""
+    for p in params:
+        v = p["value"]
+        if v.__class__ is str and not _is_utf8(v):
+            return "is not valid UTF-8 (re-export the file as UTF-8)"
+    for p in params:
+        v = p["value"]
+        if isinstance(v, int) and not -LIMIT < v < LIMIT:
+            return f"{p['name']}: {OUT_OF_RANGE}"
+    return None
 
 
 # --- the row normalizer -------------------------------------------------------------------
@@ -300,6 +385,7 @@ class Normalizer:
         status_allowed: bool = True,
         source_name: str = "input",
         encoded: bool = False,
+        status_given: bool = False,
     ) -> None:
         self.identify = IDENTITIES[identifier]
         self.hex_ids = identifier == "hashed_email"  # every id is a lowercase SHA-256 hex digest
@@ -310,6 +396,7 @@ class Normalizer:
             raise InputError(f"--status must be NEW, MODIFIED or REMOVED, got {default_status!r}")
         self.send_empty = segment.empty == "send"
         self.encoded = encoded
+        self.status_given = status_given  # --status was passed: a row's own status would contradict it
         cols = list(columns) if columns is not None else None
         self.columns = cols
         # a column's index by name: one dict, so a header of 100,000 columns costs no more than its length
@@ -327,6 +414,12 @@ class Normalizer:
                 raise InputError(
                     f"{source_name}: no id column {self.id_column!r} (columns: {shown_columns(cols)})",
                     hint="Set id_column: in the segment config to the column that holds the identifier.",
+                )
+            if self.has_status and status_given:
+                raise InputError(
+                    f"{source_name}: has a {self.status_column!r} column, and --status {self.default_status} was given;"
+                    " which one applies cannot be guessed",
+                    hint="Drop --status to use the column, or drop the column to give every row --status.",
                 )
             if self.has_status and not status_allowed:
                 raise InputError(
@@ -383,6 +476,10 @@ class Normalizer:
         if self.has_status or (self.columns is None and self.status_column in record):
             if not self.status_allowed:
                 return Reject(line, f"has a {self.status_column!r} field; sync derives the status itself")
+            if self.status_given:
+                return Reject(
+                    line, f"has its own {self.status_column!r} and --status {self.default_status} was given: drop one"
+                )
             s = get(self.status_key)
             s = s.strip().upper() if s.__class__ is str else s
             if s not in STATUSES:
@@ -412,8 +509,11 @@ class Normalizer:
             return Profile(line, cid, customer)
         try:
             return Profile(line, cid, Fragment(dumps(customer)))
-        except JSONEncodeError:  # text decoded with surrogateescape: bytes that were not UTF-8
-            return Reject(line, "is not valid UTF-8 (re-export the file as UTF-8)")
+        except JSONEncodeError:
+            reason = _unencodable(params)
+            if reason is None:
+                raise  # neither cause: a bug, to be seen as one
+            return Reject(line, reason)
 
     def _jsonl_specs(self, record: dict[str, Any]) -> list[Spec]:
         skip = (self.id_column, self.status_column)

@@ -23,10 +23,11 @@ from typing import Any, Protocol
 import httpx
 
 from .batch import Batch, Encoder, Seen, batches
-from .config import Resolved, Segment
-from .errors import InputError, StateError
+from .config import Resolved, Segment, redact_url
+from .errors import CanopyError, InputError, StateError
 from .journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
 from .normalize import Normalizer, Profile, Reject
+from .outputs import write_failed
 from .quota import DailyQuota, requests_needed, retry_when
 from .read import Source, Unreadable, fingerprint, open_source
 from .report import STOP_DAMAGED_INPUT, RejectsWriter, Report
@@ -40,7 +41,7 @@ class PushOptions:
     input: str
     format: str | None = None
     delimiter: str | None = None
-    status: str = "NEW"
+    status: str | None = None  # --status; None: NEW for rows without a status column
     dry_run: bool = False
     out_dir: Path | None = None
     rejects: Path | None = None
@@ -156,7 +157,8 @@ def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
         "customer_type": conn.customer_type,
         "batch_size": conn.batch_size,
         "max_body_bytes": conn.max_body_bytes,
-        "status": opts.status,
+        "status": opts.status or "NEW",
+        "status_given": opts.status is not None,
         "format": opts.format,
         "delimiter": opts.delimiter,
     }
@@ -178,7 +180,13 @@ class Pipeline:
     ) -> None:
         segment = Segment.model_validate(settings["segment"])
         self.normalizer = Normalizer(
-            segment, settings["identifier"], source.columns, settings["status"], source_name=source.name, encoded=True
+            segment,
+            settings["identifier"],
+            source.columns,
+            settings["status"],
+            source_name=source.name,
+            encoded=True,
+            status_given=settings.get("status_given", False),  # absent in runs journaled by 1.0
         )
         self.encoder = Encoder(
             endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
@@ -289,29 +297,43 @@ def run_push(
                             scope, resolved.connector_name, resolved.segment_key, conn.identifier, run_id
                         )
                     batches_ = spool(journal, run_id, stage.batches())
-                    _drive(
-                        journal,
-                        run_id,
-                        resolved,
-                        opts,
-                        quota,
-                        batches_,
-                        report,
-                        transport,
-                        progress,
-                        cancel,
-                        stage,
-                        scope,
-                    )
+                    try:
+                        _drive(
+                            journal,
+                            run_id,
+                            resolved,
+                            opts,
+                            quota,
+                            batches_,
+                            report,
+                            transport,
+                            progress,
+                            cancel,
+                            stage,
+                            scope,
+                        )
+                    except OSError as e:  # the rejects file or the disk, mid-run
+                        raise write_failed(e, "the rejects file" if opts.rejects else "a file").during_run(
+                            run_id, report.requests > 0
+                        ) from e
+                    except CanopyError as e:
+                        raise e.during_run(run_id, report.requests > 0) from None
                 finally:
                     if isinstance(stage, SyncPipeline):
                         stage.close()
             finally:
                 if rejects is not None:
-                    rejects.close()
+                    _close_rejects(rejects, report)
         finally:
             source.close()
         return finish(journal, run_id, report)
+
+
+def _close_rejects(rejects: RejectsWriter, report: Report) -> None:
+    try:
+        rejects.close()
+    except OSError as e:  # the last buffered lines met a full disk
+        raise write_failed(e, "the rejects file").during_run(report.run_id, report.requests > 0) from e
 
 
 def run_retry(
@@ -332,7 +354,8 @@ def run_retry(
     conn = resolved.connector
     if conn.endpoint != run.endpoint:
         raise StateError(
-            f"run {run.id} was sent to {run.endpoint}, but connector {run.connector!r} now points at {conn.endpoint}",
+            f"run {run.id} was sent to {redact_url(run.endpoint)}, "
+            f"but connector {run.connector!r} now points at {redact_url(conn.endpoint)}",
             hint="Retry with the config the run used (--config), so the batches reach the same webhook.",
         )
     with SegmentLock(root, run.connector, run.segment).acquire(opts.wait, note="retry"), Journal(root) as journal:
@@ -352,7 +375,14 @@ def run_retry(
             needed = None
         try:
             quota.check(needed, opts.allow_partial)
-            _drive(journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline, scope)
+            try:
+                _drive(
+                    journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline, scope
+                )
+            except OSError as e:
+                raise write_failed(e, "a file").during_run(run.id, True) from e
+            except CanopyError as e:
+                raise e.during_run(run.id, True) from None
         finally:
             if source is not None:
                 source.close()

@@ -149,7 +149,7 @@ def _open_stream(raw: IO[bytes], shown: str, fmt_: Format | None, delimiter: str
         estimate = int(size / (len(head) / head.count(b"\n")))
     if fmt_ == "jsonl":
         source = Source(shown, "jsonl", None, iter(()), None, stream, raw, estimate)
-        return _started(source, _jsonl_records(source, stream))
+        return _started(source, _jsonl_records(stream, source))
     # C-level decoding and parsing; bytes that are not UTF-8 become lone surrogates, and the row
     # that holds them is rejected when it is normalized and encoded (normalize.py), not the whole file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")  # type: ignore[type-var]
@@ -436,7 +436,9 @@ def _broken(source: Source, after: int, e: BaseException) -> None:
     )
 
 
-def _jsonl_records(source: Source, stream: IO[bytes]) -> Iterator[tuple[int, Record]]:
+def _jsonl_records(stream: IO[bytes], source: Source | None = None) -> Iterator[tuple[int, Record]]:
+    """JSONL objects; blank lines skipped; a line that is not a JSON object is ``Unreadable``.
+    ``source``: where damage is recorded (without one, a stream that breaks raises ``InputError``)."""
     loads = orjson.loads
     n = 0
     started = False  # a record came out (a read error after that is damage, not an InputError)
@@ -458,11 +460,11 @@ def _jsonl_records(source: Source, stream: IO[bytes]) -> Iterator[tuple[int, Rec
                 continue
             yield n, obj
     except _READ_ERRORS as e:
-        if not started:
+        if source is None or not started:
+            name = source.name if source is not None else "input"
+            before = ", before the first record" if not started else ""
             raise InputError(
-                f"{source.name}: the input breaks off after line {n}, before the first record ({_read_problem(e)}); "
-                "nothing was sent",
-                hint=_DAMAGED,
+                f"{name}: the input breaks off after line {n}{before} ({_read_problem(e)})", hint=_DAMAGED
             ) from None
         _broken(source, n, e)
 

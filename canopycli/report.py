@@ -229,7 +229,7 @@ class Report:
         title = f"{self.command} {self.segment} via {self.connector}" + (" (dry run)" if self.dry_run else "")
         if self.run_id:
             title += f"  run {self.run_id}"
-        table = Table(title=title, title_justify="left")
+        table = make_table(console, title=title)
         for col, just in (
             ("Outcome", "left"),
             ("Class", "left"),
@@ -268,6 +268,14 @@ class Report:
         for label, n in rows:
             counts.add_row(label, f"{n:,}")
         console.print(counts)
+
+
+def make_table(console: Console, **options: Any) -> Table:
+    """A table for ``console``: box drawing on a terminal, plain aligned text when piped (cron mail, logs)."""
+    options.setdefault("title_justify", "left")
+    if not console.is_terminal:
+        options.setdefault("box", None)
+    return Table(**options)
 
 
 def _class(b: BatchRow) -> str:

@@ -133,7 +133,7 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone takes "²", which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -192,7 +192,9 @@ class Sender:
             raise _NotMade
         r = self._client.post(self._url, content=batch.body)
         count = r.headers.get(COUNT_HEADER)
-        if count and count.isdigit() and self._on_count is not None:
+        # ASCII digits only: isdigit() alone takes "²", which int() refuses (as it does 5,000 digits)
+        count = count if count and count.isascii() and count.isdigit() and len(count) < 19 else None
+        if count and self._on_count is not None:
             self._on_count(int(count))
         detail = None
         if r.status_code >= 300:

@@ -121,9 +121,9 @@ def test_quota_precheck_refuses_before_sending_unless_allow_partial(
 
 
 def test_two_concurrent_pushes_one_exits_5(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
-    sb = sandbox(latency=0.3)
+    sb = sandbox(latency=0.3)  # 10 requests: the first push is still running when the second starts
     cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 1})
-    data = write_csv(tmp_path / "s.csv", emails(1500))
+    data = write_csv(tmp_path / "s.csv", emails(5000))
     first = popen("push", str(data), "-c", str(cfg))
     wait_for(lambda: sb.snapshot()["requests"] >= 1)
     second = run_cli("push", str(data), "-c", str(cfg))
