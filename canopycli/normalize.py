@@ -37,6 +37,9 @@ class Profile(NamedTuple):
 class Reject(NamedTuple):
     line: int
     reason: str
+    # the row's identifier, when it was valid and something else was not: a sync must then
+    # neither send nor remove that profile (it is in the snapshot, just not usable this time)
+    customer_id: str | None = None
 
 
 # --- identity -----------------------------------------------------------------------------
@@ -475,15 +478,17 @@ class Normalizer:
         status = self.default_status
         if self.has_status or (self.columns is None and self.status_column in record):
             if not self.status_allowed:
-                return Reject(line, f"has a {self.status_column!r} field; sync derives the status itself")
+                return Reject(line, f"has a {self.status_column!r} field; sync derives the status itself", cid)
             if self.status_given:
                 return Reject(
-                    line, f"has its own {self.status_column!r} and --status {self.default_status} was given: drop one"
+                    line,
+                    f"has its own {self.status_column!r} and --status {self.default_status} was given: drop one",
+                    cid,
                 )
             s = get(self.status_key)
             s = s.strip().upper() if s.__class__ is str else s
             if s not in STATUSES:
-                return Reject(line, f"{self.status_column}: must be NEW, MODIFIED or REMOVED")
+                return Reject(line, f"{self.status_column}: must be NEW, MODIFIED or REMOVED", cid)
             status = s
         params: list[dict[str, Any]] = []
         append = params.append
@@ -503,7 +508,7 @@ class Normalizer:
                 if p is not None:
                     append(p)
         except ValueError as e:
-            return Reject(line, f"{column}: {e}")
+            return Reject(line, f"{column}: {e}", cid)
         customer = {"customerId": cid, "r42Status": status, "params": params}
         if not self.encoded:
             return Profile(line, cid, customer)
@@ -513,7 +518,7 @@ class Normalizer:
             reason = _unencodable(params)
             if reason is None:
                 raise  # neither cause: a bug, to be seen as one
-            return Reject(line, reason)
+            return Reject(line, reason, cid)
 
     def _jsonl_specs(self, record: dict[str, Any]) -> list[Spec]:
         skip = (self.id_column, self.status_column)

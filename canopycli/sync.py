@@ -121,11 +121,14 @@ class SyncPipeline:
             got = self.normalizer(line, record)
             if isinstance(got, Reject):
                 self.on_reject(line, got.reason, record, False)
+                if got.customer_id is not None:  # a member with a bad cell: hold it, do not remove it
+                    self._held.append((got.customer_id,))
                 continue
             try:
                 params = dumps(cast("dict[str, Any]", got.customer)["params"])  # not encoded: a dict
             except orjson.JSONEncodeError:
                 self.on_reject(line, "is not valid UTF-8 (re-export the file as UTF-8)", record, False)
+                self._held.append((got.customer_id,))
                 continue
             yield line, got.customer_id, params_digest(params), params, keep(record)
         if self.source.damage is not None:  # a part of the snapshot is missing: its ids must not be removed
@@ -140,11 +143,18 @@ class SyncPipeline:
             "CREATE TABLE snap (line INTEGER NOT NULL, id TEXT NOT NULL, digest BLOB NOT NULL, params BLOB NOT NULL,"
             " record BLOB NOT NULL)"
         )
+        # ids of rows rejected for something other than their id: in the snapshot, so never removed
+        db.execute("CREATE TABLE held (id TEXT NOT NULL)")
+        self._held: list[tuple[str]] = []
         rows = self._rows()
         db.execute("BEGIN")
         while chunk := list(islice(rows, _CHUNK)):
             db.executemany("INSERT INTO snap VALUES (?,?,?,?,?)", chunk)
+            db.executemany("INSERT INTO held VALUES (?)", self._held)
+            self._held.clear()
+        db.executemany("INSERT INTO held VALUES (?)", self._held)  # rejected rows after the last chunk
         db.execute("COMMIT")
+        db.execute("CREATE INDEX held_id ON held(id)")
         db.execute("CREATE INDEX snap_id ON snap(id)")
         db.execute("CREATE TABLE dup AS SELECT id FROM snap GROUP BY id HAVING COUNT(*) > 1")
         db.execute("CREATE UNIQUE INDEX dup_id ON dup(id)")
@@ -176,7 +186,8 @@ class SyncPipeline:
         )
         db.execute(
             "CREATE TABLE gone AS SELECT b.customer_id AS id FROM j.baseline b"
-            " WHERE b.scope = ? AND NOT EXISTS (SELECT 1 FROM snap s WHERE s.id = b.customer_id) ORDER BY b.customer_id",
+            " WHERE b.scope = ? AND NOT EXISTS (SELECT 1 FROM snap s WHERE s.id = b.customer_id)"
+            " AND NOT EXISTS (SELECT 1 FROM held h WHERE h.id = b.customer_id) ORDER BY b.customer_id",
             (scope,),
         )
         (staged,) = db.execute("SELECT COUNT(*) FROM snap WHERE id NOT IN (SELECT id FROM dup)").fetchone()

@@ -208,3 +208,26 @@ def test_import_refuses_a_damaged_file_and_changes_nothing(tmp_path: Path) -> No
     assert r.exit_code == 2 and "truncated" in r.stderr
     r = runner.invoke(app, ["state", "import", str(tmp_path / "c.yaml"), "-c", cfg])
     assert r.exit_code == 2 and "not a canopycli state export" in r.stderr
+
+
+def test_a_member_whose_row_is_rejected_is_held_not_removed(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    """A snapshot row with a valid id but a bad cell is rejected; the profile is still a member,
+    so a sync must neither send it nor remove it (issue 9: nothing silently changed)."""
+    rec = tmp_path / "rec.jsonl"
+    sb = sandbox(record=rec)
+    params = {"params": [{"name": "firstName"}, {"name": "age", "type": "number"}]}
+    cfg = str(write_config(tmp_path / "c.yaml", sb.endpoint, segment=params))
+    rows = [{**row, "age": "30"} for row in emails(20)]
+    code, r, err = sync(str(write_csv(tmp_path / "snap.csv", rows)), "-c", cfg)
+    assert code == 0 and r["profiles_delivered"] == 20, err
+    rows[3]["age"] = "thirty"  # a bad cell: the row is rejected ...
+    rows[19]["age"] = "1e400"  # ... here too, on the last row (after the last full chunk)
+    rec.unlink()
+    code, r, err = sync(str(write_csv(tmp_path / "snap2.csv", rows)), "-c", cfg)
+    assert code == 0, err
+    assert (r["rows_rejected"], r["removals_delivered"], r["profiles_unchanged"]) == (2, 0, 18)
+    assert received(rec) == []  # ... and neither sent nor removed
+    assert accounted(r) == r["rows_read"] == 20
+    rows = rows[:3] + rows[4:19]  # really gone now: removed
+    code, r, _ = sync(str(write_csv(tmp_path / "snap3.csv", rows)), "-c", cfg)
+    assert code == 0 and r["removals_delivered"] == 2
