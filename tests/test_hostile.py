@@ -182,6 +182,99 @@ CASES = [
         "name: is longer than 256 characters",
         {"rows_read": 2, "rows_rejected": 1, "profiles_delivered": 1},
     ),
+    # --- damaged files and values that must not be guessed (issue 9) --------------------------
+    Case(
+        "a quote that never closes",
+        {"in.csv": csv("email,note", 'a@example.com,"oops', *[f"u{i}@example.com,n" for i in range(40)])},
+        PUSH,
+        2,
+        "a quoted field opens here and is never closed",
+        {"rows_read": 41, "rows_rejected": 41, "profiles_delivered": 0},
+    ),
+    Case(
+        "a truncated .gz",
+        {"in.csv.gz": gzip.compress(("email\n" + "".join(f"u{i}@example.com\n" for i in range(3000))).encode())[:-40]},
+        PUSH,
+        2,
+        "in.csv.gz",
+    ),
+    Case("UTF-16 input", {"in.csv": "email\na@example.com\n".encode("utf-16")}, DRY, 2, "UTF-16"),
+    Case(
+        "a headerless file names no address",
+        {"in.csv": csv("a@example.com,Ann", "b@example.com,Bob")},
+        DRY,
+        2,
+        "the file may have no header line",
+    ),
+    Case(
+        "numbers out of range, Unicode digits, week dates",
+        {
+            "in.csv": csv(
+                "email,n,d",
+                "a@example.com,1e400,2024-01-01",
+                "b@example.com,\u0663,2024-01-01",
+                "c@example.com,3,2024-W01-1",
+                "d@example.com,9007199254740993,2024-01-01",
+                "e@example.com,4,2024-02-02",
+            )
+        },  # fmt: skip
+        PUSH,
+        0,
+        "n: is out of range",
+        {"rows_read": 5, "rows_rejected": 4, "profiles_delivered": 1},
+        {"segment": {"params": [{"name": "n", "type": "number"}, {"name": "d", "type": "date"}]}},
+    ),
+    Case(
+        "JSONL integer past 2^53",
+        {"in.jsonl": '{"email": "a@example.com", "n": 123456789012345678901234}\n{"email": "b@example.com", "n": 5}\n'},
+        PUSH,
+        0,
+        "out of range",
+        {"rows_read": 2, "rows_rejected": 1, "profiles_delivered": 1},
+    ),
+    Case(
+        "a YAML alias bomb",
+        {
+            "in.csv": OK3,
+            "bomb.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+        },
+        ["push", "{in}", "-c", "bomb.yaml"],
+        2,
+        "bomb.yaml",
+    ),  # fmt: skip
+    Case(
+        "a token in the endpoint's fragment, any case",
+        {"in.csv": OK3},
+        DRY,
+        2,
+        "token",
+        {},
+        {"connector": {"endpoint": "https://h.example/x#Token=abc"}},
+    ),  # fmt: skip
+    Case(
+        "a bearer token that is not ASCII",
+        {"in.csv": OK3},
+        DRY,
+        2,
+        "ASCII",
+        {},
+        {"connector": {"auth": "bearer", "token": "tök-1234567"}},
+    ),  # fmt: skip
+    Case(
+        "an unknown --segment lists the segments",
+        {"in.csv": OK3},
+        [*DRY, "--segment", "Welcome"],
+        2,
+        "the segments are: WelcomeFlow",
+    ),  # fmt: skip
+    Case(
+        "a sync of a damaged snapshot sends nothing",
+        {"in.csv": csv("email,note", "a@example.com,x", 'b@example.com,"open')},
+        ["sync", "{in}", "-c", "{cfg}"],
+        2,
+        "never closed",
+    ),
     # --- options and output paths ----------------------------------------------------------
     Case("--out without --dry-run", {"in.csv": OK3}, [*PUSH, "--out", "bodies"], 2, "add --dry-run"),
     Case("--out is a file", {"in.csv": OK3, "f": "x"}, [*DRY, "--out", "f"], 2, "is a file, not a folder"),
