@@ -103,6 +103,7 @@ DONE = (SENT, SUPERSEDED)  # never sent again
 
 
 def now() -> str:
+    """The one timestamp format (journal, reports, exports): UTC, ISO 8601, milliseconds."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
@@ -254,10 +255,13 @@ class Journal:
             ),
         )
 
-    def finish_run(self, run_id: str, status: str, exit_code: int, stop_reason: str | None) -> None:
+    def finish_run(
+        self, run_id: str, status: str, exit_code: int, stop_reason: str | None, finished: str | None = None
+    ) -> None:
+        """``finished``: the report's own end time, so the journal and ``--report-json`` agree."""
         self._x(
             "UPDATE runs SET finished=?, status=?, exit_code=?, stop_reason=? WHERE id=?",
-            (now(), status, exit_code, stop_reason, run_id),
+            (finished or now(), status, exit_code, stop_reason, run_id),
         )
 
     def run(self, run_id: str) -> RunRow:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -19,7 +21,7 @@ from canopycli.normalize import Profile
 from canopycli.quota import DailyQuota, requests_needed
 from canopycli.state import SegmentLock
 
-from .conftest import emails, write_config, write_csv
+from .conftest import emails, report, write_config, write_csv
 
 
 def batch(i: int):  # noqa: ANN201
@@ -131,3 +133,36 @@ def test_baseline_moves_fold_in_order_latest_wins(tmp_path: Path) -> None:
         assert j.db.execute("SELECT COUNT(*) FROM baseline").fetchone() == (0,)  # folded lazily
         assert list(j.baseline_rows("S")) == [("a", b"2"), ("c", b"1")]
         assert j.baseline_size("S") == 2 and j.db.execute("SELECT COUNT(*) FROM baseline_moves").fetchone() == (0,)
+
+
+ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")  # UTC, ISO 8601, milliseconds
+
+
+def _times(r: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
+    assert ISO_MS.fullmatch(r["started"]) and ISO_MS.fullmatch(r["finished"]), (r["started"], r["finished"])
+    started, finished = dt.datetime.fromisoformat(r["started"]), dt.datetime.fromisoformat(r["finished"])
+    assert started <= finished
+    return started, finished
+
+
+def test_timestamps_have_one_precision_and_runs_show_after_a_retry_has_finished(tmp_path: Path, sandbox) -> None:  # noqa: ANN001
+    sb = sandbox(fail_requests={2})
+    runner = CliRunner()
+    cfg = str(write_config(tmp_path / "c.yaml", sb.endpoint, connector={"retries": 0, "concurrency": 1}))
+    data = str(write_csv(tmp_path / "s.csv", emails(700)))
+    r = runner.invoke(app, ["push", data, "-c", cfg, "--report-json", "r1.json", "-q"])
+    assert r.exit_code == 1, r.stderr
+    r1 = report(tmp_path / "r1.json")
+    _times(r1)
+    r = runner.invoke(app, ["retry", r1["run_id"], "-c", cfg, "--report-json", "r2.json", "-q"])
+    assert r.exit_code == 0, r.stderr
+    r2 = report(tmp_path / "r2.json")
+    started, finished = _times(r2)
+    assert r2["started"] == r1["started"] and finished >= dt.datetime.fromisoformat(r1["finished"])
+    r = runner.invoke(app, ["runs", "show", r1["run_id"], "--report-json", "shown.json"])
+    assert r.exit_code == 0, r.stderr
+    shown = report(tmp_path / "shown.json")
+    assert (shown["started"], shown["finished"]) == (r2["started"], r2["finished"])  # the journal agrees
+    r = runner.invoke(app, ["push", data, "-c", cfg, "--dry-run", "--report-json", "dry.json"])
+    assert r.exit_code == 0, r.stderr
+    _times(report(tmp_path / "dry.json"))
