@@ -25,13 +25,14 @@ import orjson
 
 from .batch import Batch, Encoder, batches
 from .config import Segment
-from .errors import InputError, MassRemovalError
-from .journal import Journal
+from .errors import DiskFullError, InputError, MassRemovalError, StateError
+from .journal import Journal, sqlite_trouble
 from .normalize import Normalizer, Profile, Reject
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
 
 DIGEST_BYTES = 16
+_SCRATCH_CACHE_KIB = 32768  # the diff's page cache: 32 MiB, whatever the size of the data
 _CHUNK = 10_000
 
 
@@ -86,15 +87,23 @@ class SyncPipeline:
         self.batch_size = settings["batch_size"]
         self.source, self.report, self.rejects = source, report, rejects
         self.segment_name = settings["segment_name"]
-        self.db = sqlite3.connect("", isolation_level=None)  # a private temporary file, gone when closed
-        self.db.execute("PRAGMA cache_size=-32768")  # 32 MiB of page cache, whatever the size of the data
-        self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
+        # A private temporary file in SQLite's temporary folder ($SQLITE_TMPDIR, $TMPDIR, /var/tmp or
+        # /tmp), created 0600 and unlinked at once by SQLite: nothing of it is left when closed.
+        self.db = sqlite3.connect("", isolation_level=None)
         self.scope = scope
         report.profiles_unchanged = 0
         try:
+            self.db.execute(f"PRAGMA cache_size=-{_SCRATCH_CACHE_KIB}")
+            self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
             self._stage()
             self._diff(full)
             self._check_removals(max_remove, force)
+        except sqlite3.Error as e:
+            self.db.close()
+            err = _scratch_error(e)
+            if err is None:
+                raise
+            raise err from e
         except BaseException:
             self.db.close()
             raise
@@ -249,6 +258,22 @@ class SyncPipeline:
 
 def _nothing(record: object) -> bytes:
     return b""
+
+
+def _scratch_error(e: sqlite3.Error) -> StateError | None:
+    """The diff's scratch database failed (before anything was sent); None: a bug."""
+    kind = sqlite_trouble(e)
+    if kind == "full":
+        return DiskFullError(
+            "the temporary folder ran out of space for the sync's scratch database; nothing was sent",
+            hint="Free some space there, or point $SQLITE_TMPDIR (or $TMPDIR) at a folder with room.",
+        )
+    if kind is not None:
+        return StateError(
+            f"the sync's scratch database in the temporary folder failed ({e}); nothing was sent",
+            hint="Check $SQLITE_TMPDIR (or $TMPDIR, else /var/tmp or /tmp): it must be a writable folder.",
+        )
+    return None
 
 
 # --- portable baselines (state export / import) ------------------------------------------------
