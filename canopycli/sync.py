@@ -12,21 +12,26 @@ found again by the next diff.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import marshal
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import orjson
 
 from .batch import Batch, Encoder, batches
-from .config import Segment
-from .errors import DiskFullError, InputError, MassRemovalError, StateError
-from .journal import Journal, sqlite_trouble
+from .config import Resolved, Segment
+from .errors import DiskFullError, InputError, MassRemovalError, StateError, UsageError
+from .journal import Journal, now, sqlite_trouble
 from .normalize import Normalizer, Profile, Reject
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
@@ -279,42 +284,168 @@ def _scratch_error(e: sqlite3.Error) -> StateError | None:
 # --- portable baselines (state export / import) ------------------------------------------------
 
 STATE_FORMAT = "canopycli-state"
+# The header names what the baseline belongs to. Since 1.1 it also has ``segment_name`` and
+# ``endpoint``; the version stays 1 (the lines are unchanged, and 1.0 ignores header keys it does
+# not know), and an import of a 1.0 export checks the fields it has and warns about the others.
 STATE_VERSION = 1
+_REEXPORT = "Nothing was imported. Export the baseline again (canopycli state export), or use an earlier copy."
+_LABELS = {"connector": "connector", "segment": "segment", "segment_name": "segmentName", "endpoint": "endpoint"}
 
 
-def export_baseline(journal: Journal, scope: str, connector: str, segment: str, identifier: str, path: Path) -> int:
-    """Write the scope's baseline as JSON Lines (gzip if the name ends in .gz): a header, then [id, digest]."""
-    n = journal.baseline_size(scope)
-    opener = gzip.open if path.suffix == ".gz" else open
-    header = {"format": STATE_FORMAT, "version": STATE_VERSION, "connector": connector, "segment": segment,
-              "identifier": identifier, "profiles": n}  # fmt: skip
-    with opener(path, "wb") as fh:
-        fh.write(orjson.dumps(header) + b"\n")
-        for cid, digest in journal.baseline_rows(scope):
-            fh.write(orjson.dumps([cid, digest.hex()]) + b"\n")
-    return n
+@dataclass(frozen=True)
+class Origin:
+    """What a baseline belongs to: the webhook that acknowledged it, as which segment, with which ids."""
+
+    connector: str
+    segment: str  # the segment's key in the config
+    segment_name: str  # the segmentName sent
+    endpoint: str
+    identifier: str
+
+    @classmethod
+    def of(cls, r: Resolved) -> Origin:
+        return cls(r.connector_name, r.segment_key, r.segment_name, r.connector.endpoint, r.connector.identifier)
+
+    def describe(self, fields: list[str]) -> str:
+        return ", ".join(f"{_LABELS[f]} {_shown(f, getattr(self, f))}" for f in fields)
 
 
-def import_baseline(journal: Journal, scope: str, identifier: str, path: Path) -> tuple[int, dict[str, Any]]:
-    """Replace the scope's baseline with the file's (all or nothing)."""
-    try:
-        fh = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as e:
-        raise InputError(f"{path}: cannot open: {e.strerror}") from None
-    with fh:
-        lines = checked_lines(fh, str(path))
+def _shown(field: str, value: object) -> str:
+    return str(value) if field == "endpoint" else repr(value)
+
+
+class ExportFile:
+    """Where ``state export`` writes, checked and opened before anything else is done.
+
+    A file is written beside its name (owner-only, like the journal: it holds the hashed ids) and
+    renamed into place once complete, so a failed export leaves an earlier one as it was. ``-`` is
+    stdout (never compressed); a name ending in ``.gz`` is gzip.
+    """
+
+    def __init__(self, name: str, stdout: BinaryIO) -> None:
+        self.name = name
+        self._tmp: Path | None = None
+        self._raw: BinaryIO
+        if name == "-":
+            self._raw = stdout
+        else:
+            path = Path(name)
+            check_output(path)
+            try:
+                if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: written as it is
+                    self._raw = open(path, "wb")  # noqa: SIM115 - closed by commit/discard
+                else:
+                    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                    self._tmp = Path(tmp)
+                    self._raw = os.fdopen(fd, "wb")
+            except OSError as e:
+                raise _cannot_write(name, e) from e
+        self.fh: BinaryIO = self._raw
+        if name != "-" and name.endswith(".gz"):
+            self.fh = cast("BinaryIO", gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0))
+
+    def write(self, data: bytes) -> None:
         try:
-            header = orjson.loads(next(lines, b""))
-        except orjson.JSONDecodeError:
-            header = None
-        if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
-            raise InputError(f"{path}: not a canopycli state export", hint="Make one with: canopycli state export FILE")
-        if header.get("version") != STATE_VERSION:
-            raise InputError(f"{path}: state format version {header.get('version')} is not supported here")
-        if header.get("identifier") != identifier:
+            self.fh.write(data)
+        except OSError as e:
+            raise _cannot_write(self.name, e) from e
+
+    def commit(self) -> None:
+        try:
+            if self.fh is not self._raw:
+                self.fh.close()
+            self._raw.flush()
+            if self._tmp is not None:
+                os.fsync(self._raw.fileno())
+                self._raw.close()
+                os.replace(self._tmp, self.name)
+                self._tmp = None
+            elif self.name != "-":
+                self._raw.close()
+        except OSError as e:
+            raise _cannot_write(self.name, e) from e
+
+    def discard(self) -> None:
+        """After a failure: the temporary file goes, ``name`` is left as it was."""
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._raw.close()
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def check_output(path: Path) -> None:
+    """A file canopycli is to write: exit 2 with the path and the reason, before anything is done."""
+    folder = path.parent
+    problem = None
+    if path.is_dir():
+        problem = "it is a folder (give a file name, like baseline.jsonl.gz)"
+    elif not folder.exists():
+        problem = f"the folder {folder} does not exist"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the folder {folder} is not writable for this user"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "it is read-only for this user"
+    if problem is not None:
+        raise UsageError(f"cannot write {path}: {problem}", hint="Choose another path.")
+
+
+def _cannot_write(name: str, e: OSError) -> UsageError:
+    where = "stdout" if name == "-" else name
+    return UsageError(
+        f"cannot write {where}: {e.strerror or e}", hint="Nothing was exported; an earlier export there is unchanged."
+    )
+
+
+def export_baseline(journal: Journal, scope: str, here: Origin, out: ExportFile) -> dict[str, Any]:
+    """Write the scope's baseline as JSON Lines: a header, then ``[id, digest]`` per profile.
+
+    The header says what the baseline belongs to as the journal recorded it (``here`` for what
+    it did not record: a baseline from before 1.1, or none yet), so an export is never labelled
+    with a connector setting changed since the baseline was built."""
+    known = journal.scope(scope) or {}
+    origin = {f: known.get(f) or getattr(here, f) for f in ("connector", "segment", "segment_name", "endpoint")}
+    origin["identifier"] = known.get("identifier") or here.identifier
+    n = journal.baseline_size(scope)
+    header = {"format": STATE_FORMAT, "version": STATE_VERSION, **origin, "profiles": n, "exported": now()}
+    out.write(orjson.dumps(header) + b"\n")
+    for cid, digest in journal.baseline_rows(scope):
+        out.write(orjson.dumps([cid, digest.hex()]) + b"\n")
+    return header
+
+
+def import_baseline(
+    journal: Journal, scope: str, here: Origin, source: Path | BinaryIO, *, force: bool = False
+) -> tuple[int, dict[str, Any], list[str]]:
+    """Replace the scope's baseline with the file's (all or nothing), if it belongs here.
+
+    Refused unless it was exported for the same connector, segment, segmentName and endpoint
+    (``force`` takes it anyway) and with the same identifier (never forced: hashed emails are
+    no baseline for customer ids). Returns the count, the header, and the fields an older export
+    does not record (so they could not be checked)."""
+    name = "stdin" if not isinstance(source, Path) else str(source)
+    with contextlib.ExitStack() as opened:
+        lines = checked_lines(_open_export(source, name, opened), name)  # a cut .gz: InputError
+        header = _header(lines, name)
+        theirs = header.get("identifier")
+        if not theirs:
+            raise InputError(f"{name}: the header does not say which ids the file holds; it is damaged", hint=_REEXPORT)
+        if theirs != here.identifier:
             raise InputError(
-                f"{path}: holds {header.get('identifier')} ids, but the connector uses {identifier}",
+                f"{name}: holds {theirs} ids, but connector {here.connector!r} uses {here.identifier}"
+                + ("" if not force else "; --force cannot mix them"),
                 hint="Import it with the config (connector) it was exported from.",
+            )
+        missing = [f for f in _LABELS if not header.get(f)]
+        differ = [f for f in _LABELS if f not in missing and header[f] != getattr(here, f)]
+        if differ and not force:
+            there = ", ".join(f"{_LABELS[f]} {_shown(f, header[f])}" for f in differ)
+            raise InputError(
+                f"{name}: exported from {there}; this is {here.describe(differ)}",
+                hint="Import it with the config and --segment it was exported from, "
+                "or pass --force to load it into this segment anyway.",
             )
 
         def rows() -> Iterator[tuple[str, bytes]]:
@@ -322,18 +453,49 @@ def import_baseline(journal: Journal, scope: str, identifier: str, path: Path) -
             for n, raw in enumerate(lines, 1):  # noqa: B007
                 try:
                     cid, digest = orjson.loads(raw)
-                    yield cid, bytes.fromhex(digest)
+                    value = bytes.fromhex(digest)
                 except (ValueError, TypeError):
-                    raise InputError(f"{path}:{n + 1}: not an [id, digest] line; the file is damaged") from None
+                    value = b""
+                    cid = None
+                if not isinstance(cid, str) or len(value) != DIGEST_BYTES:
+                    raise InputError(f"{name}:{n + 1}: not an [id, digest] line; the file is damaged", hint=_REEXPORT)
+                yield cid, value
             if header.get("profiles") not in (None, n):  # raised inside the transaction: nothing changes
                 raise InputError(
-                    f"{path}: the header says {header['profiles']} profiles, the file holds {n}; it is truncated"
+                    f"{name}: the header says {header['profiles']} profiles, the file holds {n}; it is truncated",
+                    hint=_REEXPORT,
                 )
 
-        count = journal.replace_baseline(scope, rows())
-    return count, header
+        try:
+            count = journal.replace_baseline(scope, rows())
+        except sqlite3.IntegrityError:
+            raise InputError(f"{name}: an id appears twice; the file is damaged", hint=_REEXPORT) from None
+    return count, header, [_LABELS[f] for f in missing]
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+def _open_export(source: Path | BinaryIO, name: str, opened: contextlib.ExitStack) -> BinaryIO:
+    """The file (or stdin), gunzipped if it starts with gzip's magic bytes; ``opened`` closes it."""
+    try:
+        raw = opened.enter_context(open(source, "rb")) if isinstance(source, Path) else source  # noqa: SIM115
+    except OSError as e:
+        raise InputError(f"{name}: cannot open: {e.strerror}") from None
+    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(cast("io.RawIOBase", raw))
+    try:
+        gz = buffered.peek(2)[:2] == b"\x1f\x8b"  # type: ignore[attr-defined]
+    except OSError as e:
+        raise InputError(f"{name}: cannot read: {e.strerror}") from None
+    if gz:
+        return cast("BinaryIO", opened.enter_context(gzip.GzipFile(fileobj=buffered, mode="rb")))
+    return cast("BinaryIO", buffered)
+
+
+def _header(lines: Iterator[bytes], name: str) -> dict[str, Any]:
+    try:
+        header = orjson.loads(next(lines, b""))
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
+        raise InputError(f"{name}: not a canopycli state export", hint="Make one with: canopycli state export FILE")
+    if header.get("version") != STATE_VERSION:
+        raise InputError(f"{name}: state format version {header.get('version')} is not supported here")
+    return header

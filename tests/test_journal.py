@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -166,3 +167,24 @@ def test_timestamps_have_one_precision_and_runs_show_after_a_retry_has_finished(
     r = runner.invoke(app, ["push", data, "-c", cfg, "--dry-run", "--report-json", "dry.json"])
     assert r.exit_code == 0, r.stderr
     _times(report(tmp_path / "dry.json"))
+
+
+def test_runs_show_report_json_checks_its_path_and_dash_is_stdout(tmp_path: Path, sandbox) -> None:  # noqa: ANN001
+    sb = sandbox()
+    runner = CliRunner()
+    cfg = str(write_config(tmp_path / "c.yaml", sb.endpoint))
+    r = runner.invoke(
+        app, ["push", str(write_csv(tmp_path / "s.csv", emails(3))), "-c", cfg, "--report-json", "r.json"]
+    )
+    assert r.exit_code == 0, r.stderr
+    run_id = report(tmp_path / "r.json")["run_id"]
+    r = runner.invoke(app, ["runs", "show", run_id, "--report-json", "/nonexistent/x.json"])
+    assert r.exit_code == 2 and "cannot write /nonexistent/x.json: the folder /nonexistent does not exist" in r.stderr
+    r = runner.invoke(app, ["runs", "show", run_id, "--report-json", "-"])
+    assert r.exit_code == 0 and not (tmp_path / "-").exists()
+    shown = json.loads(r.stdout)  # JSON only: the table is left out
+    assert (shown["run_id"], shown["profiles_delivered"], shown["finished"]) == (
+        run_id,
+        3,
+        report(tmp_path / "r.json")["finished"],
+    )
