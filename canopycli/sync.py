@@ -100,6 +100,8 @@ class SyncPipeline:
         try:
             self.db.execute(f"PRAGMA cache_size=-{_SCRATCH_CACHE_KIB}")
             self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
+            if not full:
+                self._check_origin(endpoint, settings)
             self._stage()
             self._diff(full)
             self._check_removals(max_remove, force)
@@ -112,6 +114,25 @@ class SyncPipeline:
         except BaseException:
             self.db.close()
             raise
+
+    def _check_origin(self, endpoint: str, settings: dict[str, Any]) -> None:
+        """A baseline is what one webhook acknowledged, for one segmentName, in one kind of id: a
+        diff against it after any of these changed in the config would send the wrong changes."""
+        row = self.db.execute(
+            "SELECT endpoint, segment_name, identifier FROM j.scopes WHERE scope = ?", (self.scope,)
+        ).fetchone()
+        if row is None or not self.db.execute("SELECT 1 FROM j.baseline WHERE scope = ?", (self.scope,)).fetchone():
+            return
+        was = dict(zip(("endpoint", "segment_name", "identifier"), row, strict=True))
+        now_ = {"endpoint": endpoint, "segment_name": settings["segment_name"], "identifier": settings["identifier"]}
+        differ = [f for f in now_ if was[f] and was[f] != now_[f]]  # NULL: recorded before 1.1
+        if differ:
+            raise StateError(
+                f"the baseline of {self.segment_name} was built with {_describe(was, differ)}, but the config now "
+                f"says {_describe(now_, differ)}; nothing was sent",
+                hint="Send the whole snapshot with --full (it rebuilds the baseline and sends no REMOVED), "
+                "or forget the baseline with: canopycli state reset",
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -307,11 +328,15 @@ class Origin:
         return cls(r.connector_name, r.segment_key, r.segment_name, r.connector.endpoint, r.connector.identifier)
 
     def describe(self, fields: list[str]) -> str:
-        return ", ".join(f"{_LABELS[f]} {_shown(f, getattr(self, f))}" for f in fields)
+        return _describe(vars(self), fields)
+
+
+def _describe(values: dict[str, Any], fields: list[str]) -> str:
+    return ", ".join(f"{_LABELS.get(f, f)} {_shown(f, values[f])}" for f in fields)
 
 
 def _shown(field: str, value: object) -> str:
-    return str(value) if field == "endpoint" else repr(value)
+    return str(value) if field in ("endpoint", "identifier") else repr(value)
 
 
 class ExportFile:
@@ -402,10 +427,17 @@ def _cannot_write(name: str, e: OSError) -> UsageError:
 def export_baseline(journal: Journal, scope: str, here: Origin, out: ExportFile) -> dict[str, Any]:
     """Write the scope's baseline as JSON Lines: a header, then ``[id, digest]`` per profile.
 
-    The header says what the baseline belongs to as the journal recorded it (``here`` for what
-    it did not record: a baseline from before 1.1, or none yet), so an export is never labelled
-    with a connector setting changed since the baseline was built."""
-    known = journal.scope(scope) or {}
+    The header says what the baseline belongs to as the journal recorded it (``here`` for what a
+    journal from before 1.1 did not record), so an export is never labelled with a connector
+    setting changed since the baseline was built. A segment never synced (nor imported) there is
+    an error: most likely the wrong state folder, and an empty export would pass for a baseline."""
+    known = journal.scope(scope)
+    if known is None:
+        raise StateError(
+            f"no sync baseline of {here.segment_name} (connector {here.connector!r}) in {journal.path}: "
+            "it was never synced or imported there",
+            hint="Check --state-dir (or $CANOPYCLI_STATE_DIR), or run `canopycli sync` first.",
+        )
     origin = {f: known.get(f) or getattr(here, f) for f in ("connector", "segment", "segment_name", "endpoint")}
     origin["identifier"] = known.get("identifier") or here.identifier
     n = journal.baseline_size(scope)
@@ -441,9 +473,8 @@ def import_baseline(
         missing = [f for f in _LABELS if not header.get(f)]
         differ = [f for f in _LABELS if f not in missing and header[f] != getattr(here, f)]
         if differ and not force:
-            there = ", ".join(f"{_LABELS[f]} {_shown(f, header[f])}" for f in differ)
             raise InputError(
-                f"{name}: exported from {there}; this is {here.describe(differ)}",
+                f"{name}: exported from {_describe(header, differ)}; this is {here.describe(differ)}",
                 hint="Import it with the config and --segment it was exported from, "
                 "or pass --force to load it into this segment anyway.",
             )

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,23 @@ def test_runs_show_report_json_checks_its_path_and_dash_is_stdout(tmp_path: Path
         3,
         report(tmp_path / "r.json")["finished"],
     )
+
+
+def test_a_journal_from_1_0_opens_and_gains_what_a_baseline_belongs_to(tmp_path: Path) -> None:
+    from canopycli.journal import SCHEMA
+
+    old_schema = SCHEMA.split("    last_run TEXT,")[0] + "    last_run TEXT\n);\n"
+    assert "segment_name TEXT   --" not in old_schema
+    db = sqlite3.connect(tmp_path / "journal.sqlite3")
+    db.executescript(old_schema)
+    db.execute(
+        "INSERT INTO scopes VALUES ('main/S', 'main', 'S', 'hashed_email', '2026-01-01T00:00:00.000+00:00', NULL)"
+    )
+    db.commit()
+    db.close()
+    with Journal(tmp_path) as j:
+        assert j.scope("main/S") == {
+            "connector": "main", "segment": "S", "identifier": "hashed_email", "endpoint": None, "segment_name": None,
+        }  # fmt: skip
+        j.touch_scope("main/S", "main", "S", "hashed_email", None, endpoint="https://h/x", segment_name="S")
+        assert j.scope("main/S")["endpoint"] == "https://h/x"  # type: ignore[index]

@@ -398,3 +398,42 @@ def test_import_of_a_damaged_or_truncated_file_is_exit_2_and_changes_nothing(
         assert r.exit_code == 2 and expected in r.stderr, (name, r.stderr)
         assert "This is a bug" not in r.stderr
         assert baseline_size(tmp_path / "state") == 2000
+
+
+def test_a_sync_refuses_a_baseline_built_for_another_endpoint_segment_name_or_identifier(
+    sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sb = sandbox()
+    synced(sb, tmp_path, n=10)
+    snap = str(tmp_path / "snap.csv")
+    moved_to = sb.endpoint.replace("32-sandbox", "77-new")
+    moved = str(write_config(tmp_path / "moved.yaml", moved_to))
+    code, _, err = sync(snap, "-c", moved)
+    assert code == 2 and f"built with endpoint {sb.endpoint}, but the config now says endpoint {moved_to}" in err
+    assert "nothing was sent" in err and "--full" in err and "state reset" in err
+    other = str(
+        write_config(
+            tmp_path / "other.yaml", sb.endpoint, connector={"identifier": "customer_id"}, segment={"name": "Renamed"}
+        )
+    )
+    code, _, err = sync(snap, "-c", other, "--dry-run")  # a dry run would show a wrong diff as well
+    assert (
+        code == 2
+        and (
+            "built with segmentName 'WelcomeFlow', identifier hashed_email, "
+            "but the config now says segmentName 'Renamed', identifier customer_id"
+        )
+        in err
+    )
+    assert sb.snapshot()["requests"] == 1  # the first sync's only
+    code, r, err = sync(snap, "-c", moved, "--full")  # the whole snapshot to the new webhook: a new baseline
+    assert code == 0 and r["profiles_delivered"] == 10, err
+    code, r, err = sync(snap, "-c", moved)
+    assert code == 0 and r["profiles_unchanged"] == 10, err
+
+
+def test_export_of_a_segment_never_synced_there_is_exit_2(tmp_path: Path) -> None:
+    cfg = str(write_config(tmp_path / "c.yaml", "https://h.example/x"))
+    r = runner.invoke(app, ["state", "export", "b.jsonl", "-c", cfg])
+    assert r.exit_code == 2 and "no sync baseline of WelcomeFlow (connector 'main')" in r.stderr
+    assert "--state-dir" in r.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "state"]
