@@ -29,13 +29,13 @@ from . import __version__
 from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, redact_url, resolve
 from .errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
 from .journal import Journal, RunRow
-from .outputs import check_dir, check_file, reason, write_failed
+from .outputs import STDOUT, check_dir, check_file, reason, write_failed
 from .push import Cancel, PushOptions, SyncOptions, run_push, run_retry
 from .report import Report, make_table
 from .sandbox import Sandbox
 from .send import STOP_INTERRUPTED, STOP_TERMINATED
 from .state import SegmentLock, state_dir
-from .sync import ExportFile, Origin, check_output, export_baseline, import_baseline, scope_of
+from .sync import ExportFile, Origin, export_baseline, import_baseline, scope_of
 
 app = typer.Typer(
     name="canopycli",
@@ -650,9 +650,8 @@ def runs_show(
     report_json: ReportOpt = None,
 ) -> None:
     """One run: its batches by state and status code, and its row counts (--report-json - : as JSON on stdout)."""
-    to_stdout = report_json is not None and str(report_json) == "-"
-    if report_json is not None and not to_stdout:
-        check_output(report_json)
+    to_stdout = report_json is not None and str(report_json) == STDOUT
+    check_file(report_json, "--report-json")
     with Journal(state_dir(state_dir_)) as journal:
         run = journal.run(run_id)
         report = Report.from_journal(run, journal.batches(run.id), run.command)

@@ -30,9 +30,10 @@ import orjson
 
 from .batch import Batch, Encoder, batches
 from .config import Resolved, Segment
-from .errors import DiskFullError, InputError, MassRemovalError, StateError, UsageError
+from .errors import DiskFullError, InputError, MassRemovalError, OutputError, StateError
 from .journal import Journal, now, sqlite_trouble
 from .normalize import Normalizer, Profile, Reject
+from .outputs import check_file, reason
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
 
@@ -355,7 +356,7 @@ class ExportFile:
             self._raw = stdout
         else:
             path = Path(name)
-            check_output(path)
+            check_file(path, "state export")
             try:
                 if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: written as it is
                     self._raw = open(path, "wb")  # noqa: SIM115 - closed by commit/discard
@@ -399,28 +400,10 @@ class ExportFile:
             self._tmp = None
 
 
-def check_output(path: Path) -> None:
-    """A file canopycli is to write: exit 2 with the path and the reason, before anything is done."""
-    folder = path.parent
-    problem = None
-    if path.is_dir():
-        problem = "it is a folder (give a file name, like baseline.jsonl.gz)"
-    elif not folder.exists():
-        problem = f"the folder {folder} does not exist"
-    elif not folder.is_dir():
-        problem = f"{folder} is not a folder"
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        problem = f"the folder {folder} is not writable for this user"
-    elif path.exists() and not os.access(path, os.W_OK):
-        problem = "it is read-only for this user"
-    if problem is not None:
-        raise UsageError(f"cannot write {path}: {problem}", hint="Choose another path.")
-
-
-def _cannot_write(name: str, e: OSError) -> UsageError:
+def _cannot_write(name: str, e: OSError) -> OutputError:
     where = "stdout" if name == "-" else name
-    return UsageError(
-        f"cannot write {where}: {e.strerror or e}", hint="Nothing was exported; an earlier export there is unchanged."
+    return OutputError(
+        f"cannot write {where}: {reason(e)}", hint="Nothing was exported; an earlier export there is unchanged."
     )
 
 

@@ -180,7 +180,7 @@ def test_runs_show_report_json_checks_its_path_and_dash_is_stdout(tmp_path: Path
     assert r.exit_code == 0, r.stderr
     run_id = report(tmp_path / "r.json")["run_id"]
     r = runner.invoke(app, ["runs", "show", run_id, "--report-json", "/nonexistent/x.json"])
-    assert r.exit_code == 2 and "cannot write /nonexistent/x.json: the folder /nonexistent does not exist" in r.stderr
+    assert r.exit_code == 2 and "--report-json /nonexistent/x.json: its folder /nonexistent does not exist" in r.stderr
     r = runner.invoke(app, ["runs", "show", run_id, "--report-json", "-"])
     assert r.exit_code == 0 and not (tmp_path / "-").exists()
     shown = json.loads(r.stdout)  # JSON only: the table is left out

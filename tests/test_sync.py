@@ -335,12 +335,12 @@ def test_state_export_checks_its_path_first_writes_stdout_for_dash_and_never_hal
     cfg = str(write_config(tmp_path / "c.yaml", "https://h.example/x"))
     (tmp_path / "file").write_text("x")
     for path, reason in (
-        ("/nonexistent/b.jsonl", "the folder /nonexistent does not exist"),
-        (str(tmp_path), "it is a folder"),
+        ("/nonexistent/b.jsonl", "its folder /nonexistent does not exist"),
+        (str(tmp_path), "is a folder"),
         ("file/b.jsonl", "file is not a folder"),
     ):
         r = runner.invoke(app, ["state", "export", path, "-c", cfg])
-        assert r.exit_code == 2 and f"cannot write {path}: {reason}" in r.stderr, r.stderr
+        assert r.exit_code == 2 and f"state export {path}: {reason}" in r.stderr, r.stderr
         assert "This is a bug" not in r.stderr
     assert not (tmp_path / "state").exists()  # checked before anything else was done
 
