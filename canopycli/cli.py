@@ -531,15 +531,15 @@ def state_export(
         out.commit()
     finally:
         out.discard()
-    for f in ("endpoint", "identifier", "segment_name"):
+    for f, label in (("endpoint", "endpoint"), ("identifier", "identifier"), ("segment_name", "segmentName")):
         if header[f] != getattr(here, f):
             say(
-                f"Warning: this baseline was built with {f} {header[f]}, but the config now says {getattr(here, f)}; "
-                "the export records what the baseline was built with."
+                f"Warning: this baseline was built with {label} {header[f]}, but the config now says "
+                f"{getattr(here, f)}; the export records what the baseline was built with."
             )
     where = "stdout" if name == "-" else name
     done = f"exported {header['profiles']:,} profiles of {r.segment_name} to {where}"
-    typer.echo(done, err=name == "-")
+    typer.echo(done, err=out.stream)  # not into the data, when that goes to stdout or a device
 
 
 @state_app.command("import")

@@ -344,12 +344,14 @@ class ExportFile:
     """Where ``state export`` writes, checked and opened before anything else is done.
 
     A file is written beside its name (owner-only, like the journal: it holds the hashed ids) and
-    renamed into place once complete, so a failed export leaves an earlier one as it was. ``-`` is
-    stdout (never compressed); a name ending in ``.gz`` is gzip.
+    renamed into place once complete, so a failed export leaves an earlier one as it was; a
+    symlink, a device or a FIFO is written through as it is. ``-`` is stdout (never compressed);
+    a name ending in ``.gz`` is gzip.
     """
 
     def __init__(self, name: str, stdout: BinaryIO) -> None:
         self.name = name
+        self.stream = name == "-"  # stdout, a device, a FIFO: messages then go to stderr
         self._tmp: Path | None = None
         self._raw: BinaryIO
         if name == "-":
@@ -358,7 +360,8 @@ class ExportFile:
             path = Path(name)
             check_file(path, "state export")
             try:
-                if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: written as it is
+                if path.is_symlink() or (path.exists() and not path.is_file()):  # /dev/stdout, a FIFO, a link
+                    self.stream = True  # /dev/stdout may lead to the very file stdout is redirected to
                     self._raw = open(path, "wb")  # noqa: SIM115 - closed by commit/discard
                 else:
                     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -392,10 +395,14 @@ class ExportFile:
             raise _cannot_write(self.name, e) from e
 
     def discard(self) -> None:
-        """After a failure: the temporary file goes, ``name`` is left as it was."""
+        """After a failure: the temporary file goes, ``name`` is left as it was (a no-op after ``commit``)."""
+        if self.name == "-" or self._raw.closed:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self.fh.close()  # gzip: its trailer, into the file about to go
+        with contextlib.suppress(OSError):
+            self._raw.close()
         if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                self._raw.close()
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 

@@ -437,3 +437,20 @@ def test_export_of_a_segment_never_synced_there_is_exit_2(tmp_path: Path) -> Non
     r = runner.invoke(app, ["state", "export", "b.jsonl", "-c", cfg])
     assert r.exit_code == 2 and "no sync baseline of WelcomeFlow (connector 'main')" in r.stderr
     assert "--state-dir" in r.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "state"]
+
+
+def test_state_export_writes_through_a_symlink_or_a_device_and_never_replaces_it(
+    sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    cfg = synced(sandbox(), tmp_path, n=4)
+    target = tmp_path / "artifacts" / "b.jsonl"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    (tmp_path / "link.jsonl").symlink_to(target)
+    r = runner.invoke(app, ["state", "export", "link.jsonl", "-c", cfg])
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "link.jsonl").is_symlink() and len(target.read_text().splitlines()) == 5
+    p = run_cli("state", "export", "/dev/stdout", "-c", cfg)  # stdout is a pipe here
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(line) for line in p.stdout.splitlines()][0]["profiles"] == 4 and len(p.stdout.splitlines()) == 5
+    assert "exported 4 profiles" in p.stderr and Path("/dev/stdout").is_symlink()
