@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import orjson
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -28,13 +29,13 @@ from . import __version__
 from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, redact_url, resolve
 from .errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
 from .journal import Journal, RunRow
-from .outputs import check_dir, check_file, reason, write_failed
+from .outputs import STDOUT, check_dir, check_file, reason, write_failed
 from .push import Cancel, PushOptions, SyncOptions, run_push, run_retry
 from .report import Report, make_table
 from .sandbox import Sandbox
 from .send import STOP_INTERRUPTED, STOP_TERMINATED
 from .state import SegmentLock, state_dir
-from .sync import export_baseline, import_baseline, scope_of
+from .sync import ExportFile, Origin, export_baseline, import_baseline, scope_of
 
 app = typer.Typer(
     name="canopycli",
@@ -512,40 +513,73 @@ def state_show(state_dir_: StateDirOpt = None) -> None:
 @state_app.command("export")
 @handle_errors
 def state_export(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write it (JSON Lines; .gz compresses).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="Where to write it (JSON Lines; .gz compresses; - is stdout).")
+    ],
     config: ConfigOpt = None,
     segment: SegmentOpt = None,
     state_dir_: StateDirOpt = None,
 ) -> None:
     """Write a segment's baseline to a portable file (e.g. a CI artifact)."""
-    r = _resolved(config, segment)
-    with Journal(state_dir(state_dir_)) as journal:
-        n = export_baseline(
-            journal,
-            scope_of(r.connector_name, r.segment_key),
-            r.connector_name,
-            r.segment_key,
-            r.connector.identifier,
-            file,
-        )
-    typer.echo(f"exported {n:,} profiles of {r.segment_name} to {file}")
+    name = str(file)
+    out = ExportFile(name, sys.stdout.buffer)  # checked before anything else is done
+    try:
+        r = _resolved(config, segment)
+        here = Origin.of(r)
+        with Journal(state_dir(state_dir_)) as journal:
+            header = export_baseline(journal, scope_of(r.connector_name, r.segment_key), here, out)
+        out.commit()
+    finally:
+        out.discard()
+    for f, label in (("endpoint", "endpoint"), ("identifier", "identifier"), ("segment_name", "segmentName")):
+        if header[f] != getattr(here, f):
+            say(
+                f"Warning: this baseline was built with {label} {header[f]}, but the config now says "
+                f"{getattr(here, f)}; the export records what the baseline was built with."
+            )
+    where = "stdout" if name == "-" else name
+    done = f"exported {header['profiles']:,} profiles of {r.segment_name} to {where}"
+    typer.echo(done, err=out.stream)  # not into the data, when that goes to stdout or a device
 
 
 @state_app.command("import")
 @handle_errors
 def state_import(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A file made by `canopycli state export`.")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A file made by `canopycli state export`; - reads stdin.")
+    ],
     config: ConfigOpt = None,
     segment: SegmentOpt = None,
     state_dir_: StateDirOpt = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Load a baseline exported for another connector, segment or endpoint (never other ids)."
+        ),
+    ] = False,
 ) -> None:
-    """Replace a segment's baseline with an exported one."""
+    """Replace a segment's baseline with an exported one (refused if it was exported for another segment)."""
     r = _resolved(config, segment)
     root = state_dir(state_dir_)
     scope = scope_of(r.connector_name, r.segment_key)
+    here = Origin.of(r)
+    source = sys.stdin.buffer if str(file) == "-" else file
     with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state import"), Journal(root) as journal:
-        n, _ = import_baseline(journal, scope, r.connector.identifier, file)
-        journal.touch_scope(scope, r.connector_name, r.segment_key, r.connector.identifier, None)
+        n, _, unchecked = import_baseline(journal, scope, here, source, force=force)
+        journal.touch_scope(
+            scope,
+            r.connector_name,
+            r.segment_key,
+            r.connector.identifier,
+            None,
+            endpoint=here.endpoint,
+            segment_name=here.segment_name,
+        )
+    if unchecked:
+        say(
+            f"Warning: {file} was made by an older canopycli and does not record its {' or '.join(unchecked)}, "
+            "so that could not be checked."
+        )
     typer.echo(f"imported {n:,} profiles into the baseline of {r.segment_name}")
 
 
@@ -615,11 +649,16 @@ def runs_show(
     state_dir_: StateDirOpt = None,
     report_json: ReportOpt = None,
 ) -> None:
-    """One run: its batches by state and status code, and its row counts."""
+    """One run: its batches by state and status code, and its row counts (--report-json - : as JSON on stdout)."""
+    to_stdout = report_json is not None and str(report_json) == STDOUT
+    check_file(report_json, "--report-json")
     with Journal(state_dir(state_dir_)) as journal:
         run = journal.run(run_id)
         report = Report.from_journal(run, journal.batches(run.id), run.command)
     report.stop_reason = run.stop_reason
+    if to_stdout:
+        typer.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
+        return
     out = _stdout()
     out.print(f"run {run.id}: {run.command} of {run.input} ({run.shown_status}, started {run.started})")
     report.render(out)

@@ -5,6 +5,7 @@
      │    ├── ConfigError       exit 2: the YAML config is invalid (lists every problem)
      │    └── InputError        exit 2: the input file is missing, binary or lacks a column
      ├── StateError             exit 2: the state folder or journal cannot be used, or a run is unknown
+     │    └── DiskFullError     the disk holding the state folder (or the temporary folder) is full
      ├── OutputError            exit 2: an output path (--report-json, --rejects, --out, ...) cannot be written
      ├── QuotaError             exit 3: today's request budget cannot cover the push
      ├── LockedError            exit 5: another push of the same connector+segment is running
@@ -88,6 +89,10 @@ class InputError(UsageError):
 
 class StateError(CanopyError):
     exit_code = ExitCode.USAGE
+
+
+class DiskFullError(StateError):
+    """SQLite's "database or disk is full", or ENOSPC/EDQUOT from the OS."""
 
 
 class OutputError(CanopyError):

@@ -527,7 +527,7 @@ def finish(journal: Journal, run_id: str, live: Report) -> Report:
     report.finish()
     status = live.stop_reason if live.stop_reason in ("interrupted", "terminated") else "finished"
     stop = live.stop_reason or (STOP_DAMAGED_INPUT if report.damage is not None else None)
-    journal.finish_run(run_id, status, int(report.exit_code), stop)
+    journal.finish_run(run_id, status, int(report.exit_code), stop, report.finished)
     return report
 
 

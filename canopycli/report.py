@@ -8,7 +8,6 @@ Rendering: a rich table on stdout for people, ``to_json`` for machines, and a re
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import ExitCode
-from .journal import SUPERSEDED, RunRow
+from .journal import SUPERSEDED, RunRow, now
 from .journal import BatchRow as JournalBatch
 from .send import (
     DELIVERED,
@@ -81,7 +80,7 @@ class Report:
     input: str
     dry_run: bool = False
     run_id: str | None = None
-    started: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    started: str = field(default_factory=now)  # UTC, ISO 8601, milliseconds: the journal's format
     finished: str | None = None
     rows_read: int = 0
     rows_rejected: int = 0
@@ -106,7 +105,15 @@ class Report:
     @classmethod
     def from_journal(cls, run: RunRow, batches: list[JournalBatch], command: str) -> Report:
         """The whole run as the journal knows it: every batch, whichever process sent it."""
-        r = cls(command, run.segment_name, run.connector, run.input or "-", run_id=run.id, started=run.started)
+        r = cls(
+            command,
+            run.segment_name,
+            run.connector,
+            run.input or "-",
+            run_id=run.id,
+            started=run.started,
+            finished=run.finished,
+        )
         r.rows_read, r.rows_rejected, r.rows_duplicate = run.rows_read, run.rows_rejected, run.rows_duplicate
         r.profiles_unchanged = run.profiles_unchanged
         for b in batches:
@@ -152,7 +159,7 @@ class Report:
             self.reject_samples.append((line, reason))
 
     def finish(self) -> None:
-        self.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.finished = now()
         self.batches.sort(key=lambda b: b.index)
         self.check()
 

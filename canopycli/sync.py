@@ -12,26 +12,33 @@ found again by the next diff.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import marshal
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import orjson
 
 from .batch import Batch, Encoder, batches
-from .config import Segment
-from .errors import InputError, MassRemovalError
-from .journal import Journal
+from .config import Resolved, Segment
+from .errors import DiskFullError, InputError, MassRemovalError, OutputError, StateError
+from .journal import Journal, now, sqlite_trouble
 from .normalize import Normalizer, Profile, Reject
+from .outputs import check_file, reason
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
 
 DIGEST_BYTES = 16
+_SCRATCH_CACHE_KIB = 32768  # the diff's page cache: 32 MiB, whatever the size of the data
 _CHUNK = 10_000
 
 
@@ -86,18 +93,47 @@ class SyncPipeline:
         self.batch_size = settings["batch_size"]
         self.source, self.report, self.rejects = source, report, rejects
         self.segment_name = settings["segment_name"]
-        self.db = sqlite3.connect("", isolation_level=None)  # a private temporary file, gone when closed
-        self.db.execute("PRAGMA cache_size=-32768")  # 32 MiB of page cache, whatever the size of the data
-        self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
+        # A private temporary file in SQLite's temporary folder ($SQLITE_TMPDIR, $TMPDIR, /var/tmp or
+        # /tmp), created 0600 and unlinked at once by SQLite: nothing of it is left when closed.
+        self.db = sqlite3.connect("", isolation_level=None)
         self.scope = scope
         report.profiles_unchanged = 0
         try:
+            self.db.execute(f"PRAGMA cache_size=-{_SCRATCH_CACHE_KIB}")
+            self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
+            if not full:
+                self._check_origin(endpoint, settings)
             self._stage()
             self._diff(full)
             self._check_removals(max_remove, force)
+        except sqlite3.Error as e:
+            self.db.close()
+            err = _scratch_error(e)
+            if err is None:
+                raise
+            raise err from e
         except BaseException:
             self.db.close()
             raise
+
+    def _check_origin(self, endpoint: str, settings: dict[str, Any]) -> None:
+        """A baseline is what one webhook acknowledged, for one segmentName, in one kind of id: a
+        diff against it after any of these changed in the config would send the wrong changes."""
+        row = self.db.execute(
+            "SELECT endpoint, segment_name, identifier FROM j.scopes WHERE scope = ?", (self.scope,)
+        ).fetchone()
+        if row is None or not self.db.execute("SELECT 1 FROM j.baseline WHERE scope = ?", (self.scope,)).fetchone():
+            return
+        was = dict(zip(("endpoint", "segment_name", "identifier"), row, strict=True))
+        now_ = {"endpoint": endpoint, "segment_name": settings["segment_name"], "identifier": settings["identifier"]}
+        differ = [f for f in now_ if was[f] and was[f] != now_[f]]  # NULL: recorded before 1.1
+        if differ:
+            raise StateError(
+                f"the baseline of {self.segment_name} was built with {_describe(was, differ)}, but the config now "
+                f"says {_describe(now_, differ)}; nothing was sent",
+                hint="Send the whole snapshot with --full (it rebuilds the baseline and sends no REMOVED), "
+                "or forget the baseline with: canopycli state reset",
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -251,45 +287,186 @@ def _nothing(record: object) -> bytes:
     return b""
 
 
+def _scratch_error(e: sqlite3.Error) -> StateError | None:
+    """The diff's scratch database failed (before anything was sent); None: a bug."""
+    kind = sqlite_trouble(e)
+    if kind == "full":
+        return DiskFullError(
+            "the temporary folder ran out of space for the sync's scratch database; nothing was sent",
+            hint="Free some space there, or point $SQLITE_TMPDIR (or $TMPDIR) at a folder with room.",
+        )
+    if kind is not None:
+        return StateError(
+            f"the sync's scratch database in the temporary folder failed ({e}); nothing was sent",
+            hint="Check $SQLITE_TMPDIR (or $TMPDIR, else /var/tmp or /tmp): it must be a writable folder.",
+        )
+    return None
+
+
 # --- portable baselines (state export / import) ------------------------------------------------
 
 STATE_FORMAT = "canopycli-state"
+# The header names what the baseline belongs to. Since 1.1 it also has ``segment_name`` and
+# ``endpoint``; the version stays 1 (the lines are unchanged, and 1.0 ignores header keys it does
+# not know), and an import of a 1.0 export checks the fields it has and warns about the others.
 STATE_VERSION = 1
+_REEXPORT = "Nothing was imported. Export the baseline again (canopycli state export), or use an earlier copy."
+_LABELS = {"connector": "connector", "segment": "segment", "segment_name": "segmentName", "endpoint": "endpoint"}
 
 
-def export_baseline(journal: Journal, scope: str, connector: str, segment: str, identifier: str, path: Path) -> int:
-    """Write the scope's baseline as JSON Lines (gzip if the name ends in .gz): a header, then [id, digest]."""
-    n = journal.baseline_size(scope)
-    opener = gzip.open if path.suffix == ".gz" else open
-    header = {"format": STATE_FORMAT, "version": STATE_VERSION, "connector": connector, "segment": segment,
-              "identifier": identifier, "profiles": n}  # fmt: skip
-    with opener(path, "wb") as fh:
-        fh.write(orjson.dumps(header) + b"\n")
-        for cid, digest in journal.baseline_rows(scope):
-            fh.write(orjson.dumps([cid, digest.hex()]) + b"\n")
-    return n
+@dataclass(frozen=True)
+class Origin:
+    """What a baseline belongs to: the webhook that acknowledged it, as which segment, with which ids."""
+
+    connector: str
+    segment: str  # the segment's key in the config
+    segment_name: str  # the segmentName sent
+    endpoint: str
+    identifier: str
+
+    @classmethod
+    def of(cls, r: Resolved) -> Origin:
+        return cls(r.connector_name, r.segment_key, r.segment_name, r.connector.endpoint, r.connector.identifier)
+
+    def describe(self, fields: list[str]) -> str:
+        return _describe(vars(self), fields)
 
 
-def import_baseline(journal: Journal, scope: str, identifier: str, path: Path) -> tuple[int, dict[str, Any]]:
-    """Replace the scope's baseline with the file's (all or nothing)."""
-    try:
-        fh = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as e:
-        raise InputError(f"{path}: cannot open: {e.strerror}") from None
-    with fh:
-        lines = checked_lines(fh, str(path))
+def _describe(values: dict[str, Any], fields: list[str]) -> str:
+    return ", ".join(f"{_LABELS.get(f, f)} {_shown(f, values[f])}" for f in fields)
+
+
+def _shown(field: str, value: object) -> str:
+    return str(value) if field in ("endpoint", "identifier") else repr(value)
+
+
+class ExportFile:
+    """Where ``state export`` writes, checked and opened before anything else is done.
+
+    A file is written beside its name (owner-only, like the journal: it holds the hashed ids) and
+    renamed into place once complete, so a failed export leaves an earlier one as it was; a
+    symlink, a device or a FIFO is written through as it is. ``-`` is stdout (never compressed);
+    a name ending in ``.gz`` is gzip.
+    """
+
+    def __init__(self, name: str, stdout: BinaryIO) -> None:
+        self.name = name
+        self.stream = name == "-"  # stdout, a device, a FIFO: messages then go to stderr
+        self._tmp: Path | None = None
+        self._raw: BinaryIO
+        if name == "-":
+            self._raw = stdout
+        else:
+            path = Path(name)
+            check_file(path, "state export")
+            try:
+                if path.is_symlink() or (path.exists() and not path.is_file()):  # /dev/stdout, a FIFO, a link
+                    self.stream = True  # /dev/stdout may lead to the very file stdout is redirected to
+                    self._raw = open(path, "wb")  # noqa: SIM115 - closed by commit/discard
+                else:
+                    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                    self._tmp = Path(tmp)
+                    self._raw = os.fdopen(fd, "wb")
+            except OSError as e:
+                raise _cannot_write(name, e) from e
+        self.fh: BinaryIO = self._raw
+        if name != "-" and name.endswith(".gz"):
+            self.fh = cast("BinaryIO", gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0))
+
+    def write(self, data: bytes) -> None:
         try:
-            header = orjson.loads(next(lines, b""))
-        except orjson.JSONDecodeError:
-            header = None
-        if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
-            raise InputError(f"{path}: not a canopycli state export", hint="Make one with: canopycli state export FILE")
-        if header.get("version") != STATE_VERSION:
-            raise InputError(f"{path}: state format version {header.get('version')} is not supported here")
-        if header.get("identifier") != identifier:
+            self.fh.write(data)
+        except OSError as e:
+            raise _cannot_write(self.name, e) from e
+
+    def commit(self) -> None:
+        try:
+            if self.fh is not self._raw:
+                self.fh.close()
+            self._raw.flush()
+            if self._tmp is not None:
+                os.fsync(self._raw.fileno())
+                self._raw.close()
+                os.replace(self._tmp, self.name)
+                self._tmp = None
+            elif self.name != "-":
+                self._raw.close()
+        except OSError as e:
+            raise _cannot_write(self.name, e) from e
+
+    def discard(self) -> None:
+        """After a failure: the temporary file goes, ``name`` is left as it was (a no-op after ``commit``)."""
+        if self.name == "-" or self._raw.closed:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self.fh.close()  # gzip: its trailer, into the file about to go
+        with contextlib.suppress(OSError):
+            self._raw.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def _cannot_write(name: str, e: OSError) -> OutputError:
+    where = "stdout" if name == "-" else name
+    return OutputError(
+        f"cannot write {where}: {reason(e)}", hint="Nothing was exported; an earlier export there is unchanged."
+    )
+
+
+def export_baseline(journal: Journal, scope: str, here: Origin, out: ExportFile) -> dict[str, Any]:
+    """Write the scope's baseline as JSON Lines: a header, then ``[id, digest]`` per profile.
+
+    The header says what the baseline belongs to as the journal recorded it (``here`` for what a
+    journal from before 1.1 did not record), so an export is never labelled with a connector
+    setting changed since the baseline was built. A segment never synced (nor imported) there is
+    an error: most likely the wrong state folder, and an empty export would pass for a baseline."""
+    known = journal.scope(scope)
+    if known is None:
+        raise StateError(
+            f"no sync baseline of {here.segment_name} (connector {here.connector!r}) in {journal.path}: "
+            "it was never synced or imported there",
+            hint="Check --state-dir (or $CANOPYCLI_STATE_DIR), or run `canopycli sync` first.",
+        )
+    origin = {f: known.get(f) or getattr(here, f) for f in ("connector", "segment", "segment_name", "endpoint")}
+    origin["identifier"] = known.get("identifier") or here.identifier
+    n = journal.baseline_size(scope)
+    header = {"format": STATE_FORMAT, "version": STATE_VERSION, **origin, "profiles": n, "exported": now()}
+    out.write(orjson.dumps(header) + b"\n")
+    for cid, digest in journal.baseline_rows(scope):
+        out.write(orjson.dumps([cid, digest.hex()]) + b"\n")
+    return header
+
+
+def import_baseline(
+    journal: Journal, scope: str, here: Origin, source: Path | BinaryIO, *, force: bool = False
+) -> tuple[int, dict[str, Any], list[str]]:
+    """Replace the scope's baseline with the file's (all or nothing), if it belongs here.
+
+    Refused unless it was exported for the same connector, segment, segmentName and endpoint
+    (``force`` takes it anyway) and with the same identifier (never forced: hashed emails are
+    no baseline for customer ids). Returns the count, the header, and the fields an older export
+    does not record (so they could not be checked)."""
+    name = "stdin" if not isinstance(source, Path) else str(source)
+    with contextlib.ExitStack() as opened:
+        lines = checked_lines(_open_export(source, name, opened), name)  # a cut .gz: InputError
+        header = _header(lines, name)
+        theirs = header.get("identifier")
+        if not theirs:
+            raise InputError(f"{name}: the header does not say which ids the file holds; it is damaged", hint=_REEXPORT)
+        if theirs != here.identifier:
             raise InputError(
-                f"{path}: holds {header.get('identifier')} ids, but the connector uses {identifier}",
+                f"{name}: holds {theirs} ids, but connector {here.connector!r} uses {here.identifier}"
+                + ("" if not force else "; --force cannot mix them"),
                 hint="Import it with the config (connector) it was exported from.",
+            )
+        missing = [f for f in _LABELS if not header.get(f)]
+        differ = [f for f in _LABELS if f not in missing and header[f] != getattr(here, f)]
+        if differ and not force:
+            raise InputError(
+                f"{name}: exported from {_describe(header, differ)}; this is {here.describe(differ)}",
+                hint="Import it with the config and --segment it was exported from, "
+                "or pass --force to load it into this segment anyway.",
             )
 
         def rows() -> Iterator[tuple[str, bytes]]:
@@ -297,18 +474,49 @@ def import_baseline(journal: Journal, scope: str, identifier: str, path: Path) -
             for n, raw in enumerate(lines, 1):  # noqa: B007
                 try:
                     cid, digest = orjson.loads(raw)
-                    yield cid, bytes.fromhex(digest)
+                    value = bytes.fromhex(digest)
                 except (ValueError, TypeError):
-                    raise InputError(f"{path}:{n + 1}: not an [id, digest] line; the file is damaged") from None
+                    value = b""
+                    cid = None
+                if not isinstance(cid, str) or len(value) != DIGEST_BYTES:
+                    raise InputError(f"{name}:{n + 1}: not an [id, digest] line; the file is damaged", hint=_REEXPORT)
+                yield cid, value
             if header.get("profiles") not in (None, n):  # raised inside the transaction: nothing changes
                 raise InputError(
-                    f"{path}: the header says {header['profiles']} profiles, the file holds {n}; it is truncated"
+                    f"{name}: the header says {header['profiles']} profiles, the file holds {n}; it is truncated",
+                    hint=_REEXPORT,
                 )
 
-        count = journal.replace_baseline(scope, rows())
-    return count, header
+        try:
+            count = journal.replace_baseline(scope, rows())
+        except sqlite3.IntegrityError:
+            raise InputError(f"{name}: an id appears twice; the file is damaged", hint=_REEXPORT) from None
+    return count, header, [_LABELS[f] for f in missing]
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+def _open_export(source: Path | BinaryIO, name: str, opened: contextlib.ExitStack) -> BinaryIO:
+    """The file (or stdin), gunzipped if it starts with gzip's magic bytes; ``opened`` closes it."""
+    try:
+        raw = opened.enter_context(open(source, "rb")) if isinstance(source, Path) else source  # noqa: SIM115
+    except OSError as e:
+        raise InputError(f"{name}: cannot open: {e.strerror}") from None
+    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(cast("io.RawIOBase", raw))
+    try:
+        gz = buffered.peek(2)[:2] == b"\x1f\x8b"  # type: ignore[attr-defined]
+    except OSError as e:
+        raise InputError(f"{name}: cannot read: {e.strerror}") from None
+    if gz:
+        return cast("BinaryIO", opened.enter_context(gzip.GzipFile(fileobj=buffered, mode="rb")))
+    return cast("BinaryIO", buffered)
+
+
+def _header(lines: Iterator[bytes], name: str) -> dict[str, Any]:
+    try:
+        header = orjson.loads(next(lines, b""))
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
+        raise InputError(f"{name}: not a canopycli state export", hint="Make one with: canopycli state export FILE")
+    if header.get("version") != STATE_VERSION:
+        raise InputError(f"{name}: state format version {header.get('version')} is not supported here")
+    return header

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -19,7 +23,7 @@ from canopycli.normalize import Profile
 from canopycli.quota import DailyQuota, requests_needed
 from canopycli.state import SegmentLock
 
-from .conftest import emails, write_config, write_csv
+from .conftest import emails, report, write_config, write_csv
 
 
 def batch(i: int):  # noqa: ANN201
@@ -131,3 +135,77 @@ def test_baseline_moves_fold_in_order_latest_wins(tmp_path: Path) -> None:
         assert j.db.execute("SELECT COUNT(*) FROM baseline").fetchone() == (0,)  # folded lazily
         assert list(j.baseline_rows("S")) == [("a", b"2"), ("c", b"1")]
         assert j.baseline_size("S") == 2 and j.db.execute("SELECT COUNT(*) FROM baseline_moves").fetchone() == (0,)
+
+
+ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")  # UTC, ISO 8601, milliseconds
+
+
+def _times(r: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
+    assert ISO_MS.fullmatch(r["started"]) and ISO_MS.fullmatch(r["finished"]), (r["started"], r["finished"])
+    started, finished = dt.datetime.fromisoformat(r["started"]), dt.datetime.fromisoformat(r["finished"])
+    assert started <= finished
+    return started, finished
+
+
+def test_timestamps_have_one_precision_and_runs_show_after_a_retry_has_finished(tmp_path: Path, sandbox) -> None:  # noqa: ANN001
+    sb = sandbox(fail_requests={2})
+    runner = CliRunner()
+    cfg = str(write_config(tmp_path / "c.yaml", sb.endpoint, connector={"retries": 0, "concurrency": 1}))
+    data = str(write_csv(tmp_path / "s.csv", emails(700)))
+    r = runner.invoke(app, ["push", data, "-c", cfg, "--report-json", "r1.json", "-q"])
+    assert r.exit_code == 1, r.stderr
+    r1 = report(tmp_path / "r1.json")
+    _times(r1)
+    r = runner.invoke(app, ["retry", r1["run_id"], "-c", cfg, "--report-json", "r2.json", "-q"])
+    assert r.exit_code == 0, r.stderr
+    r2 = report(tmp_path / "r2.json")
+    started, finished = _times(r2)
+    assert r2["started"] == r1["started"] and finished >= dt.datetime.fromisoformat(r1["finished"])
+    r = runner.invoke(app, ["runs", "show", r1["run_id"], "--report-json", "shown.json"])
+    assert r.exit_code == 0, r.stderr
+    shown = report(tmp_path / "shown.json")
+    assert (shown["started"], shown["finished"]) == (r2["started"], r2["finished"])  # the journal agrees
+    r = runner.invoke(app, ["push", data, "-c", cfg, "--dry-run", "--report-json", "dry.json"])
+    assert r.exit_code == 0, r.stderr
+    _times(report(tmp_path / "dry.json"))
+
+
+def test_runs_show_report_json_checks_its_path_and_dash_is_stdout(tmp_path: Path, sandbox) -> None:  # noqa: ANN001
+    sb = sandbox()
+    runner = CliRunner()
+    cfg = str(write_config(tmp_path / "c.yaml", sb.endpoint))
+    r = runner.invoke(
+        app, ["push", str(write_csv(tmp_path / "s.csv", emails(3))), "-c", cfg, "--report-json", "r.json"]
+    )
+    assert r.exit_code == 0, r.stderr
+    run_id = report(tmp_path / "r.json")["run_id"]
+    r = runner.invoke(app, ["runs", "show", run_id, "--report-json", "/nonexistent/x.json"])
+    assert r.exit_code == 2 and "--report-json /nonexistent/x.json: its folder /nonexistent does not exist" in r.stderr
+    r = runner.invoke(app, ["runs", "show", run_id, "--report-json", "-"])
+    assert r.exit_code == 0 and not (tmp_path / "-").exists()
+    shown = json.loads(r.stdout)  # JSON only: the table is left out
+    assert (shown["run_id"], shown["profiles_delivered"], shown["finished"]) == (
+        run_id,
+        3,
+        report(tmp_path / "r.json")["finished"],
+    )
+
+
+def test_a_journal_from_1_0_opens_and_gains_what_a_baseline_belongs_to(tmp_path: Path) -> None:
+    from canopycli.journal import SCHEMA
+
+    old_schema = SCHEMA.split("    last_run TEXT,")[0] + "    last_run TEXT\n);\n"
+    assert "segment_name TEXT   --" not in old_schema
+    db = sqlite3.connect(tmp_path / "journal.sqlite3")
+    db.executescript(old_schema)
+    db.execute(
+        "INSERT INTO scopes VALUES ('main/S', 'main', 'S', 'hashed_email', '2026-01-01T00:00:00.000+00:00', NULL)"
+    )
+    db.commit()
+    db.close()
+    with Journal(tmp_path) as j:
+        assert j.scope("main/S") == {
+            "connector": "main", "segment": "S", "identifier": "hashed_email", "endpoint": None, "segment_name": None,
+        }  # fmt: skip
+        j.touch_scope("main/S", "main", "S", "hashed_email", None, endpoint="https://h/x", segment_name="S")
+        assert j.scope("main/S")["endpoint"] == "https://h/x"  # type: ignore[index]

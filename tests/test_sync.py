@@ -12,6 +12,7 @@ import orjson
 from typer.testing import CliRunner
 
 from canopycli.cli import app
+from canopycli.journal import Journal
 from canopycli.sandbox import Sandbox
 from canopycli.sync import baseline_changes, params_digest
 
@@ -202,7 +203,8 @@ def test_import_refuses_a_damaged_file_and_changes_nothing(tmp_path: Path) -> No
     cfg = str(write_config(tmp_path / "c.yaml", "https://h.example/x"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
-        '{"format": "canopycli-state", "version": 1, "identifier": "hashed_email", "profiles": 3}\n["a", "00"]\n'
+        '{"format": "canopycli-state", "version": 1, "identifier": "hashed_email", "profiles": 3}\n'
+        '["a", "00000000000000000000000000000000"]\n'
     )
     r = runner.invoke(app, ["state", "import", str(bad), "-c", cfg])
     assert r.exit_code == 2 and "truncated" in r.stderr
@@ -231,3 +233,224 @@ def test_a_member_whose_row_is_rejected_is_held_not_removed(sandbox: Callable[..
     rows = rows[:3] + rows[4:19]  # really gone now: removed
     code, r, _ = sync(str(write_csv(tmp_path / "snap3.csv", rows)), "-c", cfg)
     assert code == 0 and r["removals_delivered"] == 2
+
+
+# --- state export / import: a baseline belongs to one connector, segment, endpoint and identifier -----
+
+
+def synced(sb: Sandbox, tmp_path: Path, n: int = 30, **config: Any) -> str:
+    """A config whose segment has a baseline of ``n`` profiles; returns the config's path."""
+    cfg = str(write_config(tmp_path / "c.yaml", sb.endpoint, **config))
+    code, _, err = sync(str(write_csv(tmp_path / "snap.csv", emails(n))), "-c", cfg)
+    assert code == 0, err
+    return cfg
+
+
+def baseline_size(state: Path, segment: str = "WelcomeFlow") -> int | None:
+    """The baseline's size, None if the segment has none in ``state``."""
+    if not state.exists():
+        return None
+    with Journal(state) as j:
+        return None if j.scope(f"main/{segment}") is None else j.baseline_size(f"main/{segment}")
+
+
+def test_import_refuses_another_segments_baseline_unless_forced_and_other_ids_always(
+    sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sb = sandbox()
+    cfg = synced(sb, tmp_path)
+    assert runner.invoke(app, ["state", "export", "b.jsonl.gz", "-c", cfg]).exit_code == 0
+    other_endpoint = sb.endpoint.replace("32-sandbox", "77-other")
+    other = str(write_config(tmp_path / "o.yaml", other_endpoint, segment_name="Other"))
+    r = runner.invoke(app, ["state", "import", "b.jsonl.gz", "-c", other])
+    assert r.exit_code == 2, r.stderr
+    assert (
+        "b.jsonl.gz: exported from segment 'WelcomeFlow', segmentName 'WelcomeFlow', "
+        f"endpoint {sb.endpoint}; this is segment 'Other', segmentName 'Other', endpoint {other_endpoint}"
+    ) in r.stderr
+    assert "--force" in r.stderr and baseline_size(tmp_path / "state", "Other") is None  # nothing imported
+    renamed = str(write_config(tmp_path / "r.yaml", sb.endpoint, segment={"name": "Renamed"}))
+    r = runner.invoke(app, ["state", "import", "b.jsonl.gz", "-c", renamed])
+    assert r.exit_code == 2 and "segmentName 'WelcomeFlow'; this is segmentName 'Renamed'" in r.stderr
+    r = runner.invoke(app, ["state", "import", "b.jsonl.gz", "-c", other, "--force"])
+    assert r.exit_code == 0 and "imported 30 profiles into the baseline of Other" in r.stdout
+    assert baseline_size(tmp_path / "state", "Other") == 30
+    ids = str(write_config(tmp_path / "i.yaml", sb.endpoint, connector={"identifier": "customer_id"}))
+    r = runner.invoke(app, ["state", "import", "b.jsonl.gz", "-c", ids, "--force", "--state-dir", "fresh"])
+    assert r.exit_code == 2 and "holds hashed_email ids, but connector 'main' uses customer_id" in r.stderr
+    assert "--force cannot mix them" in r.stderr and baseline_size(tmp_path / "fresh") is None
+
+
+def test_an_export_from_1_0_is_checked_where_it_can_be_with_a_warning(tmp_path: Path) -> None:
+    cfg = str(write_config(tmp_path / "c.yaml", "https://h.example/x"))
+    old = tmp_path / "old.jsonl"  # as 1.0 wrote it: no segment_name, no endpoint
+    header = {"format": "canopycli-state", "version": 1, "connector": "main", "segment": "WelcomeFlow"}
+    line = json.dumps(["a" * 64, "00" * 16])
+    old.write_text(json.dumps({**header, "identifier": "hashed_email", "profiles": 1}) + "\n" + line + "\n")
+    r = runner.invoke(app, ["state", "import", str(old), "-c", cfg])
+    assert r.exit_code == 0, r.stderr
+    assert "Warning:" in r.stderr and "does not record its segmentName or endpoint" in r.stderr
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text(
+        json.dumps({**header, "connector": "prod", "identifier": "hashed_email", "profiles": 1}) + "\n" + line + "\n"
+    )
+    r = runner.invoke(app, ["state", "import", str(moved), "-c", cfg])
+    assert r.exit_code == 2 and "exported from connector 'prod'; this is connector 'main'" in r.stderr
+
+
+def test_an_export_says_what_the_baseline_was_built_with_not_what_the_config_says_now(
+    sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sb = sandbox()
+    synced(sb, tmp_path)
+    moved_to = sb.endpoint.replace("32-sandbox", "77-new")
+    cfg = str(write_config(tmp_path / "c.yaml", moved_to))  # the connector now points at another webhook
+    r = runner.invoke(app, ["state", "export", "b.jsonl", "-c", cfg])
+    assert r.exit_code == 0 and f"built with endpoint {sb.endpoint}, but the config now says {moved_to}" in r.stderr
+    header = json.loads((tmp_path / "b.jsonl").read_text().splitlines()[0])
+    assert header["endpoint"] == sb.endpoint and header["segment_name"] == "WelcomeFlow"
+    r = runner.invoke(app, ["state", "import", "b.jsonl", "-c", cfg, "--state-dir", "fresh"])
+    assert r.exit_code == 2 and f"endpoint {sb.endpoint}; this is endpoint {moved_to}" in r.stderr
+
+
+class _FullDisk:
+    """A file that takes the header and then reports a full disk."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.writes = fh, 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes > 1:
+            raise OSError(28, "No space left on device")
+        return int(self.fh.write(data))
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def test_state_export_checks_its_path_first_writes_stdout_for_dash_and_never_half_a_file(
+    sandbox: Callable[..., Sandbox], tmp_path: Path, monkeypatch: Any
+) -> None:
+    cfg = str(write_config(tmp_path / "c.yaml", "https://h.example/x"))
+    (tmp_path / "file").write_text("x")
+    for path, reason in (
+        ("/nonexistent/b.jsonl", "its folder /nonexistent does not exist"),
+        (str(tmp_path), "is a folder"),
+        ("file/b.jsonl", "file is not a folder"),
+    ):
+        r = runner.invoke(app, ["state", "export", path, "-c", cfg])
+        assert r.exit_code == 2 and f"state export {path}: {reason}" in r.stderr, r.stderr
+        assert "This is a bug" not in r.stderr
+    assert not (tmp_path / "state").exists()  # checked before anything else was done
+
+    sb = sandbox()
+    cfg = synced(sb, tmp_path, n=5)
+    r = runner.invoke(app, ["state", "export", "-", "-c", cfg])
+    assert r.exit_code == 0 and not (tmp_path / "-").exists()
+    lines = r.stdout.splitlines()
+    assert json.loads(lines[0])["profiles"] == 5 and len(lines) == 6
+    assert "exported 5 profiles of WelcomeFlow to stdout" in r.stderr
+    r2 = runner.invoke(app, ["state", "import", "-", "-c", cfg, "--state-dir", "fresh"], input=r.stdout)
+    assert r2.exit_code == 0 and "imported 5 profiles" in r2.stdout
+
+    assert runner.invoke(app, ["state", "export", "b.jsonl.gz", "-c", cfg]).exit_code == 0
+    assert (tmp_path / "b.jsonl.gz").stat().st_mode & 0o077 == 0  # hashed ids: owner-only, like the journal
+    before = (tmp_path / "b.jsonl.gz").read_bytes()
+    from canopycli import sync as sync_module
+
+    init = sync_module.ExportFile.__init__
+
+    def full_after_the_header(self: Any, *args: Any) -> None:
+        init(self, *args)
+        self.fh = _FullDisk(self.fh)
+
+    monkeypatch.setattr(sync_module.ExportFile, "__init__", full_after_the_header)
+    r = runner.invoke(app, ["state", "export", "b.jsonl.gz", "-c", cfg])
+    assert r.exit_code == 2 and "cannot write b.jsonl.gz: No space left on device" in r.stderr
+    assert (tmp_path / "b.jsonl.gz").read_bytes() == before  # the earlier export is intact
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.jsonl.gz")] == []
+
+
+def test_import_of_a_damaged_or_truncated_file_is_exit_2_and_changes_nothing(
+    sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sb = sandbox()
+    cfg = synced(sb, tmp_path, n=2000)
+    assert runner.invoke(app, ["state", "export", "b.jsonl.gz", "-c", cfg]).exit_code == 0
+    good = (tmp_path / "b.jsonl.gz").read_bytes()
+    (tmp_path / "cut.jsonl.gz").write_bytes(good[: len(good) // 2])
+    header = json.dumps({"format": "canopycli-state", "version": 1, "connector": "main", "segment": "WelcomeFlow",
+                         "identifier": "hashed_email"})  # fmt: skip
+    damaged = {
+        "cut.jsonl.gz": "cut.jsonl.gz: cannot be read after line ",
+        "twice.jsonl": (["a", "00" * 16], ["a", "00" * 16], "an id appears twice"),
+        "short.jsonl": (["a", "00"], "not an [id, digest] line"),
+        "number.jsonl": ([5, "00" * 16], "not an [id, digest] line"),
+    }
+    for name, spec in damaged.items():
+        if isinstance(spec, tuple):
+            *rows, expected = spec
+            (tmp_path / name).write_text("\n".join([header, *(json.dumps(r) for r in rows)]) + "\n")
+        else:
+            expected = spec
+        r = runner.invoke(app, ["state", "import", name, "-c", cfg])
+        assert r.exit_code == 2 and expected in r.stderr, (name, r.stderr)
+        assert "This is a bug" not in r.stderr
+        assert baseline_size(tmp_path / "state") == 2000
+
+
+def test_a_sync_refuses_a_baseline_built_for_another_endpoint_segment_name_or_identifier(
+    sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    sb = sandbox()
+    synced(sb, tmp_path, n=10)
+    snap = str(tmp_path / "snap.csv")
+    moved_to = sb.endpoint.replace("32-sandbox", "77-new")
+    moved = str(write_config(tmp_path / "moved.yaml", moved_to))
+    code, _, err = sync(snap, "-c", moved)
+    assert code == 2 and f"built with endpoint {sb.endpoint}, but the config now says endpoint {moved_to}" in err
+    assert "nothing was sent" in err and "--full" in err and "state reset" in err
+    other = str(
+        write_config(
+            tmp_path / "other.yaml", sb.endpoint, connector={"identifier": "customer_id"}, segment={"name": "Renamed"}
+        )
+    )
+    code, _, err = sync(snap, "-c", other, "--dry-run")  # a dry run would show a wrong diff as well
+    assert (
+        code == 2
+        and (
+            "built with segmentName 'WelcomeFlow', identifier hashed_email, "
+            "but the config now says segmentName 'Renamed', identifier customer_id"
+        )
+        in err
+    )
+    assert sb.snapshot()["requests"] == 1  # the first sync's only
+    code, r, err = sync(snap, "-c", moved, "--full")  # the whole snapshot to the new webhook: a new baseline
+    assert code == 0 and r["profiles_delivered"] == 10, err
+    code, r, err = sync(snap, "-c", moved)
+    assert code == 0 and r["profiles_unchanged"] == 10, err
+
+
+def test_export_of_a_segment_never_synced_there_is_exit_2(tmp_path: Path) -> None:
+    cfg = str(write_config(tmp_path / "c.yaml", "https://h.example/x"))
+    r = runner.invoke(app, ["state", "export", "b.jsonl", "-c", cfg])
+    assert r.exit_code == 2 and "no sync baseline of WelcomeFlow (connector 'main')" in r.stderr
+    assert "--state-dir" in r.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "state"]
+
+
+def test_state_export_writes_through_a_symlink_or_a_device_and_never_replaces_it(
+    sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    cfg = synced(sandbox(), tmp_path, n=4)
+    target = tmp_path / "artifacts" / "b.jsonl"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    (tmp_path / "link.jsonl").symlink_to(target)
+    r = runner.invoke(app, ["state", "export", "link.jsonl", "-c", cfg])
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "link.jsonl").is_symlink() and len(target.read_text().splitlines()) == 5
+    p = run_cli("state", "export", "/dev/stdout", "-c", cfg)  # stdout is a pipe here
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(line) for line in p.stdout.splitlines()][0]["profiles"] == 4 and len(p.stdout.splitlines()) == 5
+    assert "exported 4 profiles" in p.stderr and Path("/dev/stdout").is_symlink()
