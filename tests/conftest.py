@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from canopycli.normalize import Reject
 from canopycli.sandbox import Sandbox
 
 # A distinctive token: tests grep every output, file and database for it.
@@ -98,3 +99,8 @@ def grep_token(*texts: str | bytes) -> bool:
 
 def tree_has_token(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+
+
+def reject_of(got: object) -> object:
+    """A reject as (line, reason): the id it may carry (for sync) is not what unit tests check."""
+    return Reject(*got[:2]) if isinstance(got, Reject) else got
