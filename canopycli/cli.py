@@ -177,6 +177,54 @@ WaitOpt = Annotated[
 ]
 
 
+ListingFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format", help="table (for people), tsv or json (for scripts: raw values, one row per line / a JSON array)."
+    ),
+]
+
+
+def show_listing(
+    title: str, columns: list[tuple[str, str]], records: list[dict[str, Any]], fmt: str, empty: str
+) -> None:
+    """A listing as a table (people), TSV or JSON (scripts). ``columns``: (key, label)."""
+    if fmt not in ("table", "tsv", "json"):
+        raise UsageError(f"--format takes table, tsv or json, got {fmt!r}")
+
+    def show(out: Console) -> None:
+        if fmt == "json":
+            out.file.write(json.dumps(records, indent=1) + "\n")
+        elif fmt == "tsv":
+            lines = ["\t".join(key for key, _ in columns)]
+            lines += ["\t".join(_tsv(r[key]) for key, _ in columns) for r in records]
+            out.file.write("\n".join(lines) + "\n")
+        elif not records:
+            out.print(empty)
+        else:
+            t = make_table(out, title=title)
+            for key, label in columns:
+                t.add_column(label, justify="right" if isinstance(records[0][key], int) else "left")
+            for r in records:
+                t.add_row(*(_cell(r[key]) for key, _ in columns))
+            out.print(t)
+
+    emit(show)
+
+
+def _tsv(value: Any) -> str:
+    return "" if value is None else str(value).replace("\t", " ").replace("\n", " ")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    text = str(value)
+    return text[:19].replace("T", " ") if len(text) > 19 and text[10:11] == "T" else text  # timestamps
+
+
 @contextmanager
 def _signals(cancel: Cancel) -> Iterator[None]:
     """Ctrl-C / SIGTERM: stop taking batches, let in-flight ones finish, record, exit 130 / 143."""
@@ -490,24 +538,20 @@ app.add_typer(state_app, name="state")
 
 @state_app.command("show")
 @handle_errors
-def state_show(state_dir_: StateDirOpt = None) -> None:
+def state_show(state_dir_: StateDirOpt = None, fmt: ListingFormatOpt = "table") -> None:
     """Every sync baseline: connector, segment, profiles, last sync run."""
-    out = _stdout()
     with Journal(state_dir(state_dir_)) as journal:
         scopes = journal.scopes()
-        t = make_table(out, title=f"sync baselines in {journal.path}")
-        for col in ("connector", "segment", "identifier", "profiles", "updated (UTC)", "last run"):
-            t.add_column(col, justify="right" if col == "profiles" else "left")
-        for sc in scopes:
-            t.add_row(
-                sc["connector"],
-                sc["segment"],
-                sc["identifier"],
-                f"{sc['profiles']:,}",
-                sc["updated"][:19].replace("T", " "),
-                sc["last_run"] or "",
-            )
-    out.print(t if scopes else "no sync baselines yet")
+        title = f"sync baselines in {journal.path}"
+    columns = [
+        ("connector", "connector"),
+        ("segment", "segment"),
+        ("identifier", "identifier"),
+        ("profiles", "profiles"),
+        ("updated", "updated (UTC)"),
+        ("last_run", "last run"),
+    ]
+    show_listing(title, columns, [{k: sc[k] for k, _ in columns} for sc in scopes], fmt, "no sync baselines yet")
 
 
 @state_app.command("export")
@@ -606,40 +650,43 @@ def runs_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 20,
     state_dir_: StateDirOpt = None,
+    fmt: ListingFormatOpt = "table",
 ) -> None:
     """Recent runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    out = _stdout()
+    records = []
     with Journal(state_dir(state_dir_)) as journal:
-        rows = journal.runs(limit)
-        t = make_table(out, title=f"runs in {journal.path}")
-        for col, just in (
-            ("run", "left"),
-            ("started (UTC)", "left"),
-            ("command", "left"),
-            ("segment", "left"),
-            ("status", "left"),
-            ("exit", "right"),
-            ("rows", "right"),
-            ("delivered", "right"),
-            ("not delivered", "right"),
-        ):
-            t.add_column(col, justify=just)  # type: ignore[arg-type]
-        for run in rows:
+        title = f"runs in {journal.path}"
+        for run in journal.runs(limit):
             report = Report.from_journal(run, journal.batches(run.id), run.command)
-            t.add_row(
-                run.id,
-                run.started[:19].replace("T", " "),
-                run.command,
-                f"{run.segment_name} via {run.connector}",
-                run.shown_status,
-                "" if run.exit_code is None else str(run.exit_code),
-                f"{run.rows_read:,}",
-                f"{report.profiles_delivered:,}",
-                f"{report.profiles_failed + report.profiles_not_sent:,}",
+            records.append(
+                {
+                    "run": run.id,
+                    "started": run.started,
+                    "command": run.command,
+                    "segment": run.segment_name,
+                    "connector": run.connector,
+                    "status": run.shown_status,
+                    "exit_code": run.exit_code,
+                    "rows_read": run.rows_read,
+                    "profiles_delivered": report.profiles_delivered,
+                    "not_delivered": report.profiles_failed + report.profiles_not_sent,
+                }
             )
-    out.print(t if rows else "no runs yet")
+    columns = [
+        ("run", "run"),
+        ("started", "started (UTC)"),
+        ("command", "command"),
+        ("segment", "segment"),
+        ("connector", "via"),
+        ("status", "status"),
+        ("exit_code", "exit"),
+        ("rows_read", "rows"),
+        ("profiles_delivered", "delivered"),
+        ("not_delivered", "not delivered"),
+    ]
+    show_listing(title, columns, records, fmt, "no runs yet")
 
 
 @runs_app.command("show")

@@ -211,3 +211,21 @@ def test_demo_leaves_nothing_behind_unless_keep(tmp_path: Path) -> None:
     [kept] = list(tmp.iterdir())
     assert kept.name.startswith("canopycli-demo-") and (kept / "rejects.csv").exists()
     assert str(kept) in p.stdout
+
+
+def test_listings_for_scripts(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    sb = sandbox()
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
+    data = write_csv(tmp_path / "s.csv", emails(7))
+    assert run_cli("sync", str(data), "-c", str(cfg), "--report-json", "r.json").returncode == 0
+    run_id = report(tmp_path / "r.json")["run_id"]
+    runs = json.loads(run_cli("runs", "--format", "json").stdout)
+    assert [(r["run"], r["command"], r["rows_read"], r["profiles_delivered"]) for r in runs] == [(run_id, "sync", 7, 7)]
+    tsv = run_cli("runs", "--format", "tsv").stdout.splitlines()
+    assert tsv[0].split("\t")[:3] == ["run", "started", "command"] and tsv[1].split("\t")[0] == run_id
+    scopes = json.loads(run_cli("state", "show", "--format", "json").stdout)
+    assert [(s["segment"], s["profiles"], s["last_run"]) for s in scopes] == [("WelcomeFlow", 7, run_id)]
+    table = run_cli("runs").stdout
+    assert run_id in table and not BOX & set(table)
+    bad = run_cli("runs", "--format", "xml")
+    assert bad.returncode == 2 and "--format takes table, tsv or json" in bad.stderr
