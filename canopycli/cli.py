@@ -283,7 +283,12 @@ class _ProgressView:
 
 
 def _finish(
-    report: Report, report_json: Path | None, quiet: bool, rejects: Path | None, after: tuple[str, ...] = ()
+    report: Report,
+    report_json: Path | None,
+    quiet: bool,
+    rejects: Path | None,
+    after: tuple[str, ...] = (),
+    where_rejects: str | None = None,
 ) -> None:
     def show(out: Console) -> None:
         report.render(out)
@@ -297,7 +302,7 @@ def _finish(
             raise write_failed(e, "--report-json").during_run(report.run_id, report.requests > 0) from e
     emit(show, report.run_id, report.requests > 0)
     if not quiet:
-        _hints(report, rejects)
+        _hints(report, rejects, where_rejects)
     if report.damage is not None:  # damaged input: exit 2, although the rows before the damage were processed
         kept = f" (the rejected lines are in {rejects})" if rejects else ""
         if not rejects and report.command != "retry":
@@ -342,13 +347,13 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _hints(report: Report, rejects: Path | None) -> None:
+def _hints(report: Report, rejects: Path | None, where: str | None = None) -> None:
     bad = report.rows_rejected + report.rows_duplicate
     if bad:
         for line, reason_ in report.reject_samples:
             say(f"  line {line}: {reason_}")
         more = bad - len(report.reject_samples)
-        where = f"all of them are in {rejects}" if rejects else "write them all with --rejects rejects.csv"
+        where = where or (f"all of them are in {rejects}" if rejects else "write them all with --rejects rejects.csv")
         say(f"{bad:,} row(s) not sent as rejected or duplicate{f' ({more:,} more)' if more > 0 else ''}; {where}.")
     code = report.exit_code
     waiting = report.profiles_failed + report.profiles_not_sent - report.superseded
@@ -909,7 +914,7 @@ def _demo(workdir: Path, quiet: bool, report_json: Path | None, keep: bool) -> N
         after = (f"{accepted}, recorded in {recording}", f"Rejected rows, with line numbers and reasons: {rejects}")
     else:
         after = (f"{accepted}. Run `canopycli demo --keep` to keep what it received and the rejected rows.",)
-    _finish(report, report_json, quiet, rejects if keep else None, after)
+    _finish(report, report_json, quiet, rejects if keep else None, after, None if keep else "--keep keeps them all")
 
 
 def main() -> None:

@@ -205,6 +205,7 @@ def test_demo_leaves_nothing_behind_unless_keep(tmp_path: Path) -> None:
     p = run_cli("demo", env=env)
     assert p.returncode == 0, p.stderr
     assert "demo: working in" in p.stderr and "removed when the demo ends" in p.stderr
+    assert "--keep keeps them all" in p.stderr and "--rejects" not in p.stderr
     assert list(tmp.iterdir()) == []
     p = run_cli("demo", "--keep", env=env)
     assert p.returncode == 0, p.stderr
