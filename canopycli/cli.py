@@ -295,12 +295,19 @@ def _finish(
         for line in after:
             out.print(line)
 
-    if report_json is not None:  # the record for machines first: it must not depend on stdout
+    if report_json is not None and str(report_json) == STDOUT:  # for scripts: JSON on stdout, no table
+        emit(
+            lambda out: out.file.write(json.dumps(report.to_json(), indent=2) + "\n"),
+            report.run_id,
+            report.requests > 0,
+        )
+    elif report_json is not None:  # the record for machines first: it must not depend on stdout
         try:
             report.write_json(report_json)
         except OSError as e:
             raise write_failed(e, "--report-json").during_run(report.run_id, report.requests > 0) from e
-    emit(show, report.run_id, report.requests > 0)
+    if report_json is None or str(report_json) != STDOUT:
+        emit(show, report.run_id, report.requests > 0)
     if not quiet:
         _hints(report, rejects, where_rejects)
     if report.damage is not None:  # damaged input: exit 2, although the rows before the damage were processed
@@ -318,7 +325,7 @@ def _finish(
         raise typer.Exit(int(code))
 
 
-def emit(show: Callable[[Console], None], run_id: str | None = None, sent: bool = False) -> None:
+def emit(show: Callable[[Console], object], run_id: str | None = None, sent: bool = False) -> None:
     """Write results to stdout. A reader that went away (``| head``) is not an error; a full device is."""
     try:
         show(_stdout())
@@ -436,8 +443,8 @@ def _run(
 
 def _check_outputs(report_json: Path | None, rejects: Path | None = None, out: Path | None = None) -> None:
     """Every output path can be written: checked before anything is read or sent."""
-    check_file(report_json, "--report-json")
-    check_file(rejects, "--rejects")
+    check_file(report_json, "--report-json")  # - : the report as JSON on stdout, instead of the table
+    check_file(rejects, "--rejects", stdout_ok=False)
     check_dir(out, "--out")
 
 

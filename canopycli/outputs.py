@@ -21,10 +21,15 @@ def reason(e: OSError) -> str:
     return e.strerror or errno.errorcode.get(e.errno or 0, type(e).__name__)
 
 
-def check_file(path: str | os.PathLike[str] | None, option: str) -> None:
-    """``path`` can be created or overwritten as a file (nothing is written yet)."""
-    if path is None or str(path) == STDOUT:
+def check_file(path: str | os.PathLike[str] | None, option: str, stdout_ok: bool = True) -> None:
+    """``path`` can be created or overwritten as a file (nothing is written yet); ``-`` is stdout
+    where the option allows it, and refused (not a file named ``-``) where it does not."""
+    if path is None:
         return
+    if str(path) == STDOUT:
+        if stdout_ok:
+            return
+        raise OutputError(f"{option} needs a file name; - (stdout) is taken by the results", hint="Nothing was sent.")
     p = Path(path)
     problem = None
     if p.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -323,7 +324,9 @@ class RejectsWriter:
 
     def __init__(self, path: str | Path, columns: list[str] | None) -> None:
         # surrogateescape: bytes that were not UTF-8 in the input are written back as they were
-        self._fh: IO[str] = open(path, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        # owner-only: it holds the rows as given, raw email addresses included
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._fh: IO[str] = open(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         self.columns = columns
         self._w = csv.writer(self._fh)
         self._w.writerow(["line", "reason", *(columns if columns is not None else ["record"])])

@@ -230,3 +230,20 @@ def test_listings_for_scripts(sandbox: Callable[..., Sandbox], tmp_path: Path) -
     assert run_id in table and not BOX & set(table)
     bad = run_cli("runs", "--format", "xml")
     assert bad.returncode == 2 and "--format takes table, tsv or json" in bad.stderr
+
+
+def test_report_json_to_stdout_and_rejects_owner_only(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    sb = sandbox()
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
+    rows = emails(4)
+    rows[1]["email"] = "broken"
+    data = write_csv(tmp_path / "s.csv", rows)
+    p = run_cli("push", str(data), "-c", str(cfg), "--report-json", "-", "--rejects", "rej.csv")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)  # the JSON report is all of stdout: no table
+    assert (r["rows_read"], r["rows_rejected"], r["profiles_delivered"]) == (4, 1, 3)
+    assert not (tmp_path / "-").exists()
+    assert (tmp_path / "rej.csv").stat().st_mode & 0o077 == 0  # it holds raw addresses
+    p = run_cli("push", str(data), "-c", str(cfg), "--rejects", "-")
+    assert p.returncode == 2 and "--rejects needs a file name" in p.stderr
+    assert not (tmp_path / "-").exists() and sb.snapshot()["requests"] == 1
