@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from canopycli.normalize import Reject
-from canopycli.sandbox import Sandbox
+from canopycli.emulators.webhook import Sandbox
+from canopycli.pipeline.normalize import Reject
 
 # A distinctive token: tests grep every output, file and database for it.
 TOKEN = "tok-SECRET-9f8e7d6c5b4a39281706"

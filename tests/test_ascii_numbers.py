@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.send import DELIVERED, FAILED, Sender, parse_retry_after
+from canopycli.deployteq.deliver import DELIVERED, FAILED, Sender, parse_retry_after
 
 from .test_send import batch, conn
 

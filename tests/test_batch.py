@@ -4,9 +4,9 @@ import hashlib
 
 import orjson
 
-from canopycli.batch import Encoder, Seen, batches
-from canopycli.normalize import Profile, Reject
-from canopycli.sandbox import validate_body
+from canopycli.emulators.webhook import validate_body
+from canopycli.pipeline.batch import Encoder, Seen, batches
+from canopycli.pipeline.normalize import Profile, Reject
 
 
 def prof(i: int, pad: int = 0) -> Profile:

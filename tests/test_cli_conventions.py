@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.sandbox import Sandbox
+from canopycli.emulators.webhook import Sandbox
 
 from .conftest import emails, grep_token, report, run_cli, write_config, write_csv
 

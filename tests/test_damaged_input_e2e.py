@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from canopycli.sandbox import Sandbox
+from canopycli.emulators.webhook import Sandbox
 
 from .conftest import emails, report, run_cli, write_config, write_csv
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from canopycli.sandbox import Sandbox
+from canopycli.emulators.webhook import Sandbox
 
 from .conftest import emails, grep_token, report, run_cli, tree_has_token, write_config, write_csv
 

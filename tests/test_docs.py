@@ -11,7 +11,7 @@ import typer.main
 from canopycli.cli import app
 from canopycli.config import parse_config
 from canopycli.errors import ExitCode
-from canopycli.report import Report
+from canopycli.pipeline.report import Report
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

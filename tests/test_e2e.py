@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from canopycli.sandbox import Sandbox
+from canopycli.emulators.webhook import Sandbox
 
 from .conftest import TOKEN, emails, grep_token, report, run_cli, tree_has_token, write_config, write_csv
 

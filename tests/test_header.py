@@ -10,8 +10,8 @@ import pytest
 
 from canopycli.config import Param, Segment
 from canopycli.errors import InputError
-from canopycli.normalize import Normalizer, Profile, Reject
-from canopycli.read import open_source
+from canopycli.pipeline.normalize import Normalizer, Profile, Reject
+from canopycli.pipeline.read import open_source
 
 from .conftest import reject_of
 

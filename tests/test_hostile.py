@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.sandbox import Sandbox
+from canopycli.emulators.webhook import Sandbox
 
 from .conftest import TOKEN
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from canopycli.batch import Encoder
 from canopycli.cli import app
+from canopycli.deployteq.quota import DailyQuota, requests_needed
 from canopycli.errors import LockedError, QuotaError
-from canopycli.journal import FAILED, PENDING, SENT, Journal
-from canopycli.normalize import Profile
-from canopycli.quota import DailyQuota, requests_needed
-from canopycli.state import SegmentLock
+from canopycli.pipeline.batch import Encoder
+from canopycli.pipeline.normalize import Profile
+from canopycli.store.journal import FAILED, PENDING, SENT, Journal
+from canopycli.store.locks import SegmentLock
 
 from .conftest import emails, report, write_config, write_csv
 
@@ -92,7 +92,7 @@ def test_lock_excludes_a_second_holder_and_is_freed_when_its_process_dies(tmp_pa
         SegmentLock(tmp_path, "main", "Other").acquire().release()  # other segments are free
     # a process that takes the lock and dies without releasing it
     code = (
-        "import sys, os; from pathlib import Path; from canopycli.state import SegmentLock;"
+        "import sys, os; from pathlib import Path; from canopycli.store.locks import SegmentLock;"
         f"SegmentLock(Path({str(tmp_path)!r}), 'main', 'S').acquire(); os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -192,7 +192,7 @@ def test_runs_show_report_json_checks_its_path_and_dash_is_stdout(tmp_path: Path
 
 
 def test_a_journal_from_1_0_opens_and_gains_what_a_baseline_belongs_to(tmp_path: Path) -> None:
-    from canopycli.journal import SCHEMA
+    from canopycli.store.journal import SCHEMA
 
     old_schema = SCHEMA.split("    last_run TEXT,")[0] + "    last_run TEXT\n);\n"
     assert "segment_name TEXT   --" not in old_schema

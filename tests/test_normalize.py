@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from canopycli.config import Param, Segment
 from canopycli.errors import InputError
-from canopycli.normalize import (
+from canopycli.pipeline.normalize import (
     _FAST_EMAIL,
     Normalizer,
     Profile,
@@ -23,7 +23,7 @@ from canopycli.normalize import (
     email_is_valid,
     hashed_email,
 )
-from canopycli.read import _jsonl_records
+from canopycli.pipeline.read import _jsonl_records
 
 from .conftest import reject_of
 

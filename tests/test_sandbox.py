@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from canopycli.emulators.webhook import Sandbox, validate_body
 from canopycli.errors import UsageError
-from canopycli.sandbox import Sandbox, validate_body
 
 from .conftest import TOKEN
 

@@ -8,10 +8,8 @@ import httpx
 import orjson
 import pytest
 
-from canopycli.batch import Batch, Encoder
 from canopycli.config import Connector
-from canopycli.normalize import Profile
-from canopycli.send import (
+from canopycli.deployteq.deliver import (
     DELIVERED,
     FAILED,
     NOT_SENT,
@@ -21,6 +19,8 @@ from canopycli.send import (
     deliver,
     parse_retry_after,
 )
+from canopycli.pipeline.batch import Batch, Encoder
+from canopycli.pipeline.normalize import Profile
 
 from .conftest import TOKEN
 

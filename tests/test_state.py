@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from canopycli import sync as sync_module
+from canopycli.pipeline import diff as sync_module
 from canopycli.cli import app
+from canopycli.emulators.webhook import Sandbox
 from canopycli.errors import DiskFullError, ExitCode, StateError
-from canopycli.journal import Journal, sqlite_trouble
-from canopycli.sandbox import Sandbox
-from canopycli.state import SegmentLock, os_error, state_dir
+from canopycli.store.journal import Journal, sqlite_trouble
+from canopycli.store.locks import SegmentLock, os_error, state_dir
 
 from .conftest import emails, report, run_cli, write_config, write_csv
 

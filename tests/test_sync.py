@@ -12,9 +12,9 @@ import orjson
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.journal import Journal
-from canopycli.sandbox import Sandbox
-from canopycli.sync import baseline_changes, params_digest
+from canopycli.emulators.webhook import Sandbox
+from canopycli.pipeline.diff import baseline_changes, params_digest
+from canopycli.store.journal import Journal
 
 from .conftest import emails, run_cli, tree_has_token, write_config, write_csv
 
@@ -45,7 +45,7 @@ def test_baseline_changes_from_an_acknowledged_body() -> None:
             ],
         }
     )
-    from canopycli.batch import Batch
+    from canopycli.pipeline.batch import Batch
 
     changes = baseline_changes(Batch(0, "x", body, ["a", "b"], [1, 0]))  # as loaded from the journal
     assert changes == [("a", params_digest(b'[{"name":"n","type":"string","value":"1"}]')), ("b", None)]
@@ -357,7 +357,7 @@ def test_state_export_checks_its_path_first_writes_stdout_for_dash_and_never_hal
     assert runner.invoke(app, ["state", "export", "b.jsonl.gz", "-c", cfg]).exit_code == 0
     assert (tmp_path / "b.jsonl.gz").stat().st_mode & 0o077 == 0  # hashed ids: owner-only, like the journal
     before = (tmp_path / "b.jsonl.gz").read_bytes()
-    from canopycli import sync as sync_module
+    from canopycli.pipeline import diff as sync_module
 
     init = sync_module.ExportFile.__init__
 

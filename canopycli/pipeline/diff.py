@@ -28,12 +28,12 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 
+from ..config import Resolved, Segment
+from ..errors import DiskFullError, InputError, MassRemovalError, OutputError, StateError
+from ..outputs import check_file, reason
+from ..store.journal import Journal, now, sqlite_trouble
 from .batch import Batch, Encoder, batches
-from .config import Resolved, Segment
-from .errors import DiskFullError, InputError, MassRemovalError, OutputError, StateError
-from .journal import Journal, now, sqlite_trouble
 from .normalize import Normalizer, Profile, Reject
-from .outputs import check_file, reason
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
 

@@ -25,17 +25,17 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import __version__
-from .config import Config, Connector, Param, Resolved, Segment, config_path, load_config, redact_url, resolve
-from .errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
-from .journal import Journal, RunRow
-from .outputs import STDOUT, check_dir, check_file, reason, write_failed
-from .push import Cancel, PushOptions, SyncOptions, run_push, run_retry
-from .report import Report, make_table
-from .sandbox import Sandbox
-from .send import STOP_INTERRUPTED, STOP_TERMINATED
-from .state import SegmentLock, state_dir
-from .sync import ExportFile, Origin, export_baseline, import_baseline, scope_of
+from .. import __version__
+from ..config import Config, Connector, Param, Resolved, Segment, config_path, load_config, redact_url, resolve
+from ..deployteq.deliver import STOP_INTERRUPTED, STOP_TERMINATED
+from ..emulators.webhook import Sandbox
+from ..errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
+from ..outputs import STDOUT, check_dir, check_file, reason, write_failed
+from ..pipeline.diff import ExportFile, Origin, export_baseline, import_baseline, scope_of
+from ..pipeline.report import Report, make_table
+from ..pipeline.run import Cancel, PushOptions, SyncOptions, run_push, run_retry
+from ..store.journal import Journal, RunRow
+from ..store.locks import SegmentLock, state_dir
 
 app = typer.Typer(
     name="canopycli",

@@ -30,7 +30,7 @@ from typing import IO, Any, Literal, NamedTuple
 
 import orjson
 
-from .errors import InputError
+from ..errors import InputError
 
 Format = Literal["csv", "jsonl"]
 

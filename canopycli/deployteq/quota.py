@@ -12,8 +12,8 @@ import datetime as dt
 import math
 import threading
 
-from .errors import QuotaError
-from .journal import Journal
+from ..errors import QuotaError
+from ..store.journal import Journal
 
 
 def utc_day(at: dt.datetime | None = None) -> str:

@@ -18,10 +18,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from .errors import ExitCode
-from .journal import SUPERSEDED, RunRow, now
-from .journal import BatchRow as JournalBatch
-from .send import (
+from ..deployteq.deliver import (
     DELIVERED,
     DRY_RUN,
     FAILED,
@@ -35,6 +32,9 @@ from .send import (
     error_class,
     outcome_key,
 )
+from ..errors import ExitCode
+from ..store.journal import SUPERSEDED, RunRow, now
+from ..store.journal import BatchRow as JournalBatch
 
 _OUTCOME_OF_STATE = {
     "sent": DELIVERED,

@@ -34,9 +34,9 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from . import __version__
-from .batch import Batch
-from .config import Connector
+from .. import __version__
+from ..config import Connector
+from ..pipeline.batch import Batch
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs at INFO
 logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
-from .batch import Batch
-from .errors import DiskFullError, StateError
-from .state import os_error, owner_only
+from ..errors import DiskFullError, StateError
+from ..pipeline.batch import Batch
+from .locks import os_error, owner_only
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

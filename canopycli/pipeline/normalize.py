@@ -19,8 +19,8 @@ from typing import Any, NamedTuple, TypeVar
 from email_validator import EmailNotValidError, validate_email
 from orjson import Fragment, JSONEncodeError, dumps
 
-from .config import Param, Segment
-from .errors import InputError
+from ..config import Param, Segment
+from ..errors import InputError
 from .read import header_looks_like_data, shown_columns
 
 STATUSES = ("NEW", "MODIFIED", "REMOVED")

@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import orjson
 
-from .config import MAX_BATCH, MAX_BODY_BYTES, is_loopback
-from .errors import UsageError
+from ..config import MAX_BATCH, MAX_BODY_BYTES, is_loopback
+from ..errors import UsageError
 
 RECEIVER_PATH = "/app/api/rest/public/v2/project/datahook/data-receiver/"
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"

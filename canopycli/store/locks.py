@@ -29,7 +29,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import DiskFullError, LockedError, StateError
+from ..errors import DiskFullError, LockedError, StateError
 
 STATE_ENV = "CANOPYCLI_STATE_DIR"
 HINT = "Pass --state-dir DIR or set $CANOPYCLI_STATE_DIR to a folder you can write, or fix the folder's permissions."

@@ -22,18 +22,18 @@ from typing import Any, Protocol
 
 import httpx
 
+from ..config import Resolved, Segment, redact_url
+from ..deployteq.deliver import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
+from ..deployteq.quota import DailyQuota, requests_needed, retry_when
+from ..errors import CanopyError, InputError, StateError
+from ..outputs import write_failed
+from ..store.journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
+from ..store.locks import SegmentLock, state_dir
 from .batch import Batch, Encoder, Seen, batches
-from .config import Resolved, Segment, redact_url
-from .errors import CanopyError, InputError, StateError
-from .journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
+from .diff import SyncPipeline, baseline_changes, scope_of
 from .normalize import Normalizer, Profile, Reject
-from .outputs import write_failed
-from .quota import DailyQuota, requests_needed, retry_when
 from .read import Source, Unreadable, fingerprint, open_source
 from .report import STOP_DAMAGED_INPUT, RejectsWriter, Report
-from .send import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
-from .state import SegmentLock, state_dir
-from .sync import SyncPipeline, baseline_changes, scope_of
 
 
 @dataclass

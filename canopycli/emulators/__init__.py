@@ -1,0 +1,1 @@
+"""Local emulators of Deployteq on loopback, for trying canopycli and for tests."""
