@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from canopycli.emulators.webhook import Sandbox
-from canopycli.pipeline.normalize import Reject
+from canopycli.model import Reject
 
 # A distinctive token: tests grep every output, file and database for it.
 TOKEN = "tok-SECRET-9f8e7d6c5b4a39281706"

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.deployteq.deliver import DELIVERED, FAILED, Sender, parse_retry_after
+from canopycli.deployteq.deliver import Sender, parse_retry_after
+from canopycli.model import DELIVERED, FAILED
 
 from .test_send import batch, conn
 

@@ -5,8 +5,8 @@ import hashlib
 import orjson
 
 from canopycli.emulators.webhook import validate_body
+from canopycli.model import Profile, Reject
 from canopycli.pipeline.batch import Encoder, Seen, batches
-from canopycli.pipeline.normalize import Profile, Reject
 
 
 def prof(i: int, pad: int = 0) -> Profile:

@@ -10,7 +10,8 @@ import pytest
 
 from canopycli.config import Param, Segment
 from canopycli.errors import InputError
-from canopycli.pipeline.normalize import Normalizer, Profile, Reject
+from canopycli.model import Profile, Reject
+from canopycli.pipeline.normalize import Normalizer
 from canopycli.pipeline.read import open_source
 
 from .conftest import reject_of

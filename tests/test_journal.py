@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from canopycli.cli import app
 from canopycli.deployteq.quota import DailyQuota, requests_needed
 from canopycli.errors import LockedError, QuotaError
+from canopycli.model import FAILED, PENDING, SENT, Profile
 from canopycli.pipeline.batch import Encoder
-from canopycli.pipeline.normalize import Profile
-from canopycli.store.journal import FAILED, PENDING, SENT, Journal
+from canopycli.store.journal import Journal
 from canopycli.store.locks import SegmentLock
 
 from .conftest import emails, report, write_config, write_csv

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.deployteq.deliver import STOP_CREDENTIALS, STOP_INTERRUPTED
 from canopycli.errors import ExitCode
+from canopycli.model import STOP_CREDENTIALS, STOP_INTERRUPTED
 from canopycli.pipeline.report import RejectsWriter, Report
 
 from .conftest import write_config

@@ -9,18 +9,9 @@ import orjson
 import pytest
 
 from canopycli.config import Connector
-from canopycli.deployteq.deliver import (
-    DELIVERED,
-    FAILED,
-    NOT_SENT,
-    STOP_CREDENTIALS,
-    STOP_DAILY_LIMIT,
-    Sender,
-    deliver,
-    parse_retry_after,
-)
-from canopycli.pipeline.batch import Batch, Encoder
-from canopycli.pipeline.normalize import Profile
+from canopycli.deployteq.deliver import Sender, deliver, parse_retry_after
+from canopycli.model import DELIVERED, FAILED, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT, Batch, Profile
+from canopycli.pipeline.batch import Encoder
 
 from .conftest import TOKEN
 

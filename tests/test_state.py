@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from canopycli.pipeline import diff as sync_module
 from canopycli.cli import app
 from canopycli.emulators.webhook import Sandbox
 from canopycli.errors import DiskFullError, ExitCode, StateError
+from canopycli.pipeline import diff as sync_module
 from canopycli.store.journal import Journal, sqlite_trouble
 from canopycli.store.locks import SegmentLock, os_error, state_dir
 

@@ -45,7 +45,7 @@ def test_baseline_changes_from_an_acknowledged_body() -> None:
             ],
         }
     )
-    from canopycli.pipeline.batch import Batch
+    from canopycli.model import Batch
 
     changes = baseline_changes(Batch(0, "x", body, ["a", "b"], [1, 0]))  # as loaded from the journal
     assert changes == [("a", params_digest(b'[{"name":"n","type":"string","value":"1"}]')), ("b", None)]

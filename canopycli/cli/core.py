@@ -27,9 +27,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .. import __version__
 from ..config import Config, Connector, Param, Resolved, Segment, config_path, load_config, redact_url, resolve
-from ..deployteq.deliver import STOP_INTERRUPTED, STOP_TERMINATED
 from ..emulators.webhook import Sandbox
 from ..errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
+from ..model import FAILED, STOP_INTERRUPTED, STOP_TERMINATED
 from ..outputs import STDOUT, check_dir, check_file, reason, write_failed
 from ..pipeline.diff import ExportFile, Origin, export_baseline, import_baseline, scope_of
 from ..pipeline.report import Report, make_table
@@ -381,7 +381,7 @@ def _hints(report: Report, rejects: Path | None, where: str | None = None) -> No
             f"Send them when the budget resets with: {again} (or install Webhook Pro, which has no daily limit)."
         )
     elif code == ExitCode.FAILED:
-        failed = sum(1 for b in report.batches if b.outcome == "failed")
+        failed = sum(1 for b in report.batches if b.outcome == FAILED)
         say(
             f"{failed:,} batch(es) failed after retries; {waiting:,} profiles are not delivered. Send them with: {again}"
         )

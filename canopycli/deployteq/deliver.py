@@ -36,7 +36,7 @@ from tenacity.stop import stop_base
 
 from .. import __version__
 from ..config import Connector
-from ..pipeline.batch import Batch
+from ..model import DELIVERED, FAILED, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT, Batch, Result
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs at INFO
 logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -44,81 +44,13 @@ logging.getLogger("httpcore").setLevel(logging.WARNING)
 MAX_RETRY_AFTER = 120.0  # seconds; a longer Retry-After fails the batch (retry it later)
 COUNT_HEADER = "X-Clang-Request-Count"
 
-DELIVERED, FAILED, NOT_SENT, DRY_RUN = "delivered", "failed", "not_sent", "dry_run"
-STOP_CREDENTIALS, STOP_DAILY_LIMIT = "credentials", "daily_limit"
-STOP_INTERRUPTED, STOP_TERMINATED = "interrupted", "terminated"
-
 
 class _NotMade(Exception):
     """The run has stopped, or today's request budget is used up: the request is not made."""
 
 
-# Meanings from the connector's documented status list, plus Data Activation's error classes.
-MEANINGS: dict[str, str] = {
-    "2xx": "Accepted by the webhook",
-    "400": "Unsupported API call or invalid request",
-    "401": "Authentication failed (token or user invalid)",
-    "403": "Token is invalid or expired",
-    "408": "Request timed out",
-    "429": "Daily limit reached (50,000 requests per day)",
-    "500": "Internal server error or unsupported call",
-    "5xx": "Server error",
-    "504": "Request timed out",
-    "Timeout": "No response within the timeout",
-    "Connection error": "Could not connect, or the connection dropped",
-    "Not sent": "Not sent: the run stopped before this batch",
-    "Dry run": "Not sent: dry run",
-    "Other error": "Unexpected response",
-}
-
-
-def error_class(status: int | None, error: str | None) -> str:
-    """The Data Activation error class of an outcome (Timeout, Connection error, ...)."""
-    if status is not None:
-        if 200 <= status < 300:
-            return "OK"
-        if status in (401, 403):
-            return "Invalid credentials"
-        if status == 429:
-            return "Daily limit"
-        if status in (408, 504):
-            return "Timeout"
-        return "Other error"
-    return error or "Other error"
-
-
 def redact(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
-
-
-@dataclass
-class Result:
-    """What happened to one batch."""
-
-    batch: Batch
-    outcome: str  # delivered | failed | not_sent | dry_run
-    status_code: int | None = None
-    attempts: int = 0
-    error: str | None = None  # "Timeout", "Connection error", "HTTP 500", ...; never the token
-    detail: str | None = None  # a redacted snippet of the response, if any
-    request_count: int | None = None  # X-Clang-Request-Count from the last response
-
-    @property
-    def outcome_key(self) -> str:
-        return outcome_key(self.outcome, self.status_code, self.error)
-
-
-def outcome_key(outcome: str, status_code: int | None, error: str | None) -> str:
-    """The row of the report table a batch falls in: its HTTP status, else its error class."""
-    if status_code is not None:
-        return f"HTTP {status_code}"
-    if outcome == NOT_SENT:
-        return "Not sent"
-    if outcome == "superseded":  # a sync batch a later sync's diff replaced
-        return "Superseded"
-    if outcome == DRY_RUN:
-        return "Dry run"
-    return error or "Other error"
 
 
 @dataclass

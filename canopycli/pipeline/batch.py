@@ -14,12 +14,11 @@ import sqlite3
 import uuid as uuidlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from itertools import islice
 
 import orjson
 
-from .normalize import Profile, Reject
+from ..model import Batch, Profile, Reject
 
 _sha256 = hashlib.sha256
 
@@ -27,21 +26,6 @@ RejectSink = Callable[[Reject], None]
 
 # Fixed namespace for batch uuids (uuid5 over endpoint, segment and content digest).
 BATCH_NAMESPACE = uuidlib.UUID("6f1c1f7e-3c59-4d0a-9a55-c3a2f0e1b042")
-
-
-@dataclass
-class Batch:
-    index: int
-    uuid: str
-    body: bytes
-    customer_ids: list[str]
-    lines: list[int] = field(repr=False)
-    removals: int = 0  # sync: REMOVED profiles that come from the baseline (line 0), not from input rows
-    digests: list[bytes | None] | None = field(default=None, repr=False)  # sync: per profile, None for REMOVED
-
-    @property
-    def profiles(self) -> int:
-        return len(self.customer_ids)
 
 
 class Seen:

@@ -30,10 +30,11 @@ import orjson
 
 from ..config import Resolved, Segment
 from ..errors import DiskFullError, InputError, MassRemovalError, OutputError, StateError
+from ..model import Batch, Profile, Reject
 from ..outputs import check_file, reason
 from ..store.journal import Journal, now, sqlite_trouble
-from .batch import Batch, Encoder, batches
-from .normalize import Normalizer, Profile, Reject
+from .batch import Encoder, batches
+from .normalize import Normalizer
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
 

@@ -14,32 +14,18 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from orjson import Fragment, JSONEncodeError, dumps
 
 from ..config import Param, Segment
 from ..errors import InputError
+from ..model import Profile, Reject
 from .read import header_looks_like_data, shown_columns
 
 STATUSES = ("NEW", "MODIFIED", "REMOVED")
 MAX_CUSTOMER_ID = 100
-
-
-class Profile(NamedTuple):
-    line: int
-    customer_id: str
-    customer: dict[str, Any] | Fragment  # the wire object (customerId, r42Status, params), or its JSON
-    digest: bytes | None = None  # sync: the params digest the baseline takes when acknowledged
-
-
-class Reject(NamedTuple):
-    line: int
-    reason: str
-    # the row's identifier, when it was valid and something else was not: a sync must then
-    # neither send nor remove that profile (it is in the snapshot, just not usable this time)
-    customer_id: str | None = None
 
 
 # --- identity -----------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from ..deployteq.deliver import (
+from ..errors import ExitCode
+from ..model import (
     DELIVERED,
     DRY_RUN,
     FAILED,
@@ -26,25 +27,18 @@ from ..deployteq.deliver import (
     NOT_SENT,
     STOP_CREDENTIALS,
     STOP_DAILY_LIMIT,
+    STOP_DAMAGED_INPUT,
     STOP_INTERRUPTED,
     STOP_TERMINATED,
+    SUPERSEDED,
     Result,
+    State,
     error_class,
     outcome_key,
 )
-from ..errors import ExitCode
-from ..store.journal import SUPERSEDED, RunRow, now
 from ..store.journal import BatchRow as JournalBatch
+from ..store.journal import RunRow, now
 
-_OUTCOME_OF_STATE = {
-    "sent": DELIVERED,
-    "failed": FAILED,
-    "not_sent": NOT_SENT,
-    "pending": NOT_SENT,
-    "superseded": SUPERSEDED,
-}
-# The run read damaged input (an unclosed quote, a truncated stream): exit 2 (``ExitCode.USAGE``).
-STOP_DAMAGED_INPUT = "damaged_input"
 COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
 
 
@@ -118,7 +112,7 @@ class Report:
         r.rows_read, r.rows_rejected, r.rows_duplicate = run.rows_read, run.rows_rejected, run.rows_duplicate
         r.profiles_unchanged = run.profiles_unchanged
         for b in batches:
-            outcome = _OUTCOME_OF_STATE[b.state]
+            outcome = State(b.state).outcome
             r._count(outcome, b.profiles, b.removals)
             r.requests += b.attempts
             key = outcome_key(outcome, b.status_code, b.last_error)

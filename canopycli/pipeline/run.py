@@ -23,17 +23,31 @@ from typing import Any, Protocol
 import httpx
 
 from ..config import Resolved, Segment, redact_url
-from ..deployteq.deliver import DELIVERED, DRY_RUN, STOP_DAILY_LIMIT, Result, Sender, deliver
+from ..deployteq.deliver import Sender, deliver
 from ..deployteq.quota import DailyQuota, requests_needed, retry_when
 from ..errors import CanopyError, InputError, StateError
+from ..model import (
+    DONE,
+    DRY_RUN,
+    SENT,
+    STOP_DAILY_LIMIT,
+    STOP_DAMAGED_INPUT,
+    STOP_INTERRUPTED,
+    STOP_TERMINATED,
+    Batch,
+    Profile,
+    Reject,
+    Result,
+    State,
+)
 from ..outputs import write_failed
-from ..store.journal import DONE, FAILED, NOT_SENT, SENT, Journal, RunRow
+from ..store.journal import Journal, RunRow
 from ..store.locks import SegmentLock, state_dir
-from .batch import Batch, Encoder, Seen, batches
+from .batch import Encoder, Seen, batches
 from .diff import SyncPipeline, baseline_changes, scope_of
-from .normalize import Normalizer, Profile, Reject
+from .normalize import Normalizer
 from .read import Source, Unreadable, fingerprint, open_source
-from .report import STOP_DAMAGED_INPUT, RejectsWriter, Report
+from .report import RejectsWriter, Report
 
 
 @dataclass
@@ -73,7 +87,6 @@ class Cancel:
 
 
 ProgressHook = Callable[[Report], None]
-_STATE_OF = {DELIVERED: SENT}
 
 
 @dataclass
@@ -473,7 +486,7 @@ def _drive(
             yield b
 
     def on_result(r: Result) -> None:
-        state = _STATE_OF.get(r.outcome, FAILED if r.outcome == "failed" else NOT_SENT)
+        state = State.of(r.outcome)
         baseline = (scope, baseline_changes(r.batch)) if scope is not None and state == SENT else None
         journal.record(
             run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail, baseline, r.batch.body
@@ -525,7 +538,7 @@ def finish(journal: Journal, run_id: str, live: Report) -> Report:
             "were rejected, not sent (see the message and --rejects of the push). Fix the input and push them again"
         )
     report.finish()
-    status = live.stop_reason if live.stop_reason in ("interrupted", "terminated") else "finished"
+    status = live.stop_reason if live.stop_reason in (STOP_INTERRUPTED, STOP_TERMINATED) else "finished"
     stop = live.stop_reason or (STOP_DAMAGED_INPUT if report.damage is not None else None)
     journal.finish_run(run_id, status, int(report.exit_code), stop, report.finished)
     return report

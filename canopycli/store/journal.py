@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
 from ..errors import DiskFullError, StateError
-from ..pipeline.batch import Batch
+from ..model import DONE, PENDING, SENT, SUPERSEDED, Batch
 from .locks import os_error, owner_only
 
 SCHEMA = """
@@ -111,10 +111,6 @@ CREATE TABLE IF NOT EXISTS scopes (
     segment_name TEXT   -- the segmentName it was sent as (NULL: before canopycli 1.1)
 );
 """
-
-PENDING, SENT, FAILED, NOT_SENT = "pending", "sent", "failed", "not_sent"
-SUPERSEDED = "superseded"  # an unacknowledged sync batch made obsolete by a newer sync
-DONE = (SENT, SUPERSEDED)  # never sent again
 
 
 def now() -> str:
