@@ -1,9 +1,19 @@
 """canopycli: push audience segment files to a Deployteq (CanopyDeploy) batch webhook.
 
-The library is a pipeline whose modules follow the data:
-``read`` -> ``normalize`` -> ``batch`` -> ``send`` -> ``report``, orchestrated by ``push``;
-``config`` loads connector configs, ``errors`` holds the error tree and exit codes,
-``sandbox`` emulates the webhook. ``cli`` is a thin typer layer on top.
+The package's folders follow the architecture: ``pipeline/`` is the data's journey (read ->
+normalize -> de-duplicate -> batch -> stage -> run -> report), ``deployteq/`` the far side
+(delivery, the webhook transport, the daily quota), ``store/`` the state folder (journal,
+baselines, locks), ``emulators/`` the local sandbox, ``cli/`` the thin typer layer on top;
+``config``, ``model`` and ``errors`` are shared by all.
+
+The public Python API (see ``api``): ``push``, ``sync``, ``retry``, returning a ``Report``.
 """
 
 __version__ = "1.0.0"
+
+from .api import push, retry, sync  # noqa: E402
+from .config import Config, load_config  # noqa: E402
+from .errors import CanopyError, ExitCode  # noqa: E402
+from .pipeline.report import Report  # noqa: E402
+
+__all__ = ["CanopyError", "Config", "ExitCode", "Report", "__version__", "load_config", "push", "retry", "sync"]

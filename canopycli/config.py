@@ -19,7 +19,7 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from .errors import ConfigError, UsageError, register_secret
+from .errors import ConfigError, StateError, UsageError, register_secret
 
 DEFAULT_CONFIG = "canopycli.yaml"
 CONFIG_ENV = "CANOPYCLI_CONFIG"
@@ -529,4 +529,23 @@ def resolve(config: Config, segment: str | None, shown: str) -> Resolved:
         connector=config.connectors[seg.connector],
         segment_key=segment,
         segment=seg,
+    )
+
+
+def resolve_run(config: Config, connector: str, segment_key: str, segment: dict[str, Any], shown: str) -> Resolved:
+    """A journaled run's segment (as it was when the run started) with today's connector from ``config``.
+
+    ``retry`` sends with the connection settings and token of the current config, and the
+    mapping the run's batches were built with, so a rebuilt batch comes out identical."""
+    if connector not in config.connectors:
+        raise StateError(
+            f"the run used connector {connector!r}, which {shown} does not define",
+            hint="Retry with the config the run used (--config).",
+        )
+    return Resolved(
+        config_path=shown,
+        connector_name=connector,
+        connector=config.connectors[connector],
+        segment_key=segment_key,
+        segment=Segment.model_validate(segment),
     )
