@@ -20,7 +20,8 @@ from canopycli.deployteq.quota import DailyQuota, requests_needed
 from canopycli.errors import LockedError, QuotaError
 from canopycli.model import FAILED, PENDING, SENT, Profile
 from canopycli.pipeline.batch import Encoder
-from canopycli.store.journal import Journal
+from canopycli.store import Store
+from canopycli.store.baseline import moves
 from canopycli.store.locks import SegmentLock
 
 from .conftest import emails, report, write_config, write_csv
@@ -34,54 +35,54 @@ def batch(i: int):  # noqa: ANN201
     return b
 
 
-def start(j: Journal) -> str:
-    return j.start_run(
+def start(j: Store) -> str:
+    return j.runs.start(
         command="push", config_path="c.yaml", connector="main", segment="S", segment_name="S",
         endpoint="https://h/x", input="in.csv", input_sha256="ab", settings={"batch_size": 500},
     )  # fmt: skip
 
 
 def test_batches_state_and_body_dropped_on_ack(tmp_path: Path) -> None:
-    with Journal(tmp_path) as j:
+    with Store(tmp_path) as j:
         run = start(j)
         for i in range(3):
-            j.add_batch(run, batch(i))
-        j.record(run, 0, SENT, 200, 1, None, None, body=batch(0).body)
-        j.record(run, 1, FAILED, 500, 4, "HTTP 500", "oops", body=batch(1).body)
-        j.record(run, 2, "not_sent", None, 0, None, None, body=batch(2).body)
-        j.add_batch(run, batch(3))  # killed in flight: no body
-        assert [b.state for b in j.batches(run)] == [SENT, FAILED, "not_sent", PENDING]
-        again = list(j.unacked(run))
+            j.runs.add_batch(run, batch(i))
+        j.runs.record(run, 0, SENT, 200, 1, None, None, body=batch(0).body)
+        j.runs.record(run, 1, FAILED, 500, 4, "HTTP 500", "oops", body=batch(1).body)
+        j.runs.record(run, 2, "not_sent", None, 0, None, None, body=batch(2).body)
+        j.runs.add_batch(run, batch(3))  # killed in flight: no body
+        assert [b.state for b in j.runs.batches(run)] == [SENT, FAILED, "not_sent", PENDING]
+        again = list(j.runs.unacked(run))
         assert [b.index for b in again] == [1, 2]
         assert again[0].body == batch(1).body and again[0].uuid == batch(1).uuid
         assert j.db.execute("SELECT body IS NULL FROM batches WHERE idx=0").fetchone() == (1,)
-        assert len(j.batches(run)) == 4 and j.bodiless(run) == 1
-        assert j.last_run().id == run
+        assert len(j.runs.batches(run)) == 4 and j.runs.bodiless(run) == 1
+        assert j.runs.last().id == run
 
 
 def test_prune(tmp_path: Path) -> None:
-    with Journal(tmp_path) as j:
+    with Store(tmp_path) as j:
         run = start(j)
-        j.add_batch(run, batch(0))
-        j.finish_run(run, "finished", 0, None)
-        assert j.prune(dt.datetime.now(dt.UTC) - dt.timedelta(days=1)) == 0
-        assert j.prune(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)) == 1
-        assert j.runs() == [] and j.db.execute("SELECT COUNT(*) FROM batches").fetchone() == (0,)
+        j.runs.add_batch(run, batch(0))
+        j.runs.finish(run, "finished", 0, None)
+        assert j.runs.prune(dt.datetime.now(dt.UTC) - dt.timedelta(days=1)) == 0
+        assert j.runs.prune(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)) == 1
+        assert j.runs.recent() == [] and j.db.execute("SELECT COUNT(*) FROM batches").fetchone() == (0,)
 
 
 def test_quota_take_observe_and_check(tmp_path: Path) -> None:
-    with Journal(tmp_path) as j:
-        q = DailyQuota(j, "https://h/x", 3)
+    with Store(tmp_path) as j:
+        q = DailyQuota(j.requests, "https://h/x", 3)
         assert [q.take() for _ in range(4)] == [True, True, True, False]
         q.save()
-        assert DailyQuota(j, "https://h/x", 3).remaining() == 0
-        q2 = DailyQuota(j, "https://h/other", 10)
+        assert DailyQuota(j.requests, "https://h/x", 3).remaining() == 0
+        q2 = DailyQuota(j.requests, "https://h/other", 10)
         q2.observe(8)
         assert q2.remaining() == 2
         with pytest.raises(QuotaError, match="needs about 5 requests but only 2"):
             q2.check(5, allow_partial=False)
         q2.check(5, allow_partial=True)
-        DailyQuota(j, "https://h/pro", None).check(10**6, allow_partial=False)
+        DailyQuota(j.requests, "https://h/pro", None).check(10**6, allow_partial=False)
     assert requests_needed(1001, 500) == 3 and requests_needed(None, 500) is None
 
 
@@ -124,17 +125,19 @@ def test_runs_commands_and_prune_cli(tmp_path: Path, sandbox) -> None:  # noqa: 
 
 
 def test_baseline_moves_fold_in_order_latest_wins(tmp_path: Path) -> None:
-    with Journal(tmp_path) as j:
+    with Store(tmp_path) as j:
         run = start(j)
-        j.add_batch(run, batch(0))
-        j.record(run, 0, SENT, 200, 1, None, None, ("S", [("a", b"1"), ("b", b"1"), ("c", b"1")]))
-        j.add_batch(run, batch(1))
-        j.record(run, 1, SENT, 200, 1, None, None, ("S", [("a", b"2"), ("b", None)]))
-        j.add_batch(run, batch(2))
-        j.record(run, 2, FAILED, 500, 1, None, None, ("S", [("c", None)]))  # not acknowledged: no move
+        j.runs.add_batch(run, batch(0))
+        j.runs.record(run, 0, SENT, 200, 1, None, None, effects=moves("S", [("a", b"1"), ("b", b"1"), ("c", b"1")]))
+        j.runs.add_batch(run, batch(1))
+        j.runs.record(run, 1, SENT, 200, 1, None, None, effects=moves("S", [("a", b"2"), ("b", None)]))
+        j.runs.add_batch(run, batch(2))
+        j.runs.record(
+            run, 2, FAILED, 500, 1, None, None, effects=moves("S", [("c", None)])
+        )  # not acknowledged: no move
         assert j.db.execute("SELECT COUNT(*) FROM baseline").fetchone() == (0,)  # folded lazily
-        assert list(j.baseline_rows("S")) == [("a", b"2"), ("c", b"1")]
-        assert j.baseline_size("S") == 2 and j.db.execute("SELECT COUNT(*) FROM baseline_moves").fetchone() == (0,)
+        assert list(j.baselines.rows("S")) == [("a", b"2"), ("c", b"1")]
+        assert j.baselines.size("S") == 2 and j.db.execute("SELECT COUNT(*) FROM baseline_moves").fetchone() == (0,)
 
 
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")  # UTC, ISO 8601, milliseconds
@@ -192,7 +195,7 @@ def test_runs_show_report_json_checks_its_path_and_dash_is_stdout(tmp_path: Path
 
 
 def test_a_journal_from_1_0_opens_and_gains_what_a_baseline_belongs_to(tmp_path: Path) -> None:
-    from canopycli.store.journal import SCHEMA
+    from canopycli.store.schema import SCHEMA
 
     old_schema = SCHEMA.split("    last_run TEXT,")[0] + "    last_run TEXT\n);\n"
     assert "segment_name TEXT   --" not in old_schema
@@ -203,9 +206,9 @@ def test_a_journal_from_1_0_opens_and_gains_what_a_baseline_belongs_to(tmp_path:
     )
     db.commit()
     db.close()
-    with Journal(tmp_path) as j:
-        assert j.scope("main/S") == {
+    with Store(tmp_path) as j:
+        assert j.baselines.scope("main/S") == {
             "connector": "main", "segment": "S", "identifier": "hashed_email", "endpoint": None, "segment_name": None,
         }  # fmt: skip
-        j.touch_scope("main/S", "main", "S", "hashed_email", None, endpoint="https://h/x", segment_name="S")
-        assert j.scope("main/S")["endpoint"] == "https://h/x"  # type: ignore[index]
+        j.baselines.touch("main/S", "main", "S", "hashed_email", None, endpoint="https://h/x", segment_name="S")
+        assert j.baselines.scope("main/S")["endpoint"] == "https://h/x"  # type: ignore[index]

@@ -21,8 +21,11 @@ from canopycli.cli import app
 from canopycli.emulators.webhook import Sandbox
 from canopycli.errors import DiskFullError, ExitCode, StateError
 from canopycli.pipeline import diff as sync_module
-from canopycli.store.journal import Journal, sqlite_trouble
+from canopycli.store import Store
+from canopycli.store.baseline import scratch_error
+from canopycli.store.db import sqlite_trouble
 from canopycli.store.locks import SegmentLock, os_error, state_dir
+from canopycli.store.runs import Runs
 
 from .conftest import emails, report, run_cli, write_config, write_csv
 
@@ -78,14 +81,14 @@ def test_every_file_in_the_state_folder_is_owner_only_after_a_push_a_kill_and_a_
     p = run_cli("sync", str(data), "-c", cfg, "-s", "WelcomeFlow")
     assert p.returncode == 0, p.stderr
     assert open_to_others(root) == {}
-    with Journal(root):  # while a journal is open, its -wal and -shm exist
+    with Store(root):  # while a journal is open, its -wal and -shm exist
         assert {"state/journal.sqlite3-wal", "state/journal.sqlite3-shm"} <= set(modes(root))
         assert open_to_others(root) == {}
 
 
 def test_the_journal_is_created_owner_only_and_tightens_side_files_left_wider(tmp_path: Path) -> None:
-    with Journal(tmp_path) as j:
-        j.set_requests("https://h/x", "2026-01-01", 1)
+    with Store(tmp_path) as j:
+        j.requests.save("https://h/x", "2026-01-01", 1)
         assert open_to_others(tmp_path) == {} and len(modes(tmp_path)) == 4  # the folder, db, -wal, -shm
     # a journal whose files an older release left 0644, with a process still holding it open
     other = tmp_path / "old"
@@ -96,7 +99,7 @@ def test_the_journal_is_created_owner_only_and_tightens_side_files_left_wider(tm
     for p in other.iterdir():
         p.chmod(0o644)
     assert len(open_to_others(other)) == 3
-    with Journal(other):
+    with Store(other):
         assert open_to_others(other) == {}
     db.close()
 
@@ -219,26 +222,26 @@ def test_errors_from_the_os_and_sqlite_say_what_happened() -> None:
     assert sqlite_trouble(sqlite3.DatabaseError("file is not a database")) == "damaged"
     assert sqlite_trouble(sqlite3.IntegrityError("UNIQUE constraint failed")) is None  # a bug stays a bug
     assert sqlite_trouble(sqlite3.OperationalError("no such table: x")) is None
-    err = sync_module._scratch_error(sqlite3.OperationalError("database or disk is full"))
+    err = scratch_error(sqlite3.OperationalError("database or disk is full"))
     assert isinstance(err, DiskFullError) and "nothing was sent" in str(err) and "SQLITE_TMPDIR" in str(err)
 
 
 # --- a full disk (or a journal turned read-only) mid-run ---------------------------------------
 
 
-_start_run = Journal.start_run
+_start_run = Runs.start
 
 
 def _after_start(monkeypatch: pytest.MonkeyPatch, pragma: Callable[[sqlite3.Connection], str]) -> None:
     """Once the run is in the journal, make its connection fail writes the way a machine would."""
-    original = Journal.start_run
+    original = Runs.start
 
-    def start_run(self: Journal, **kwargs: Any) -> str:
+    def start_run(self: Runs, **kwargs: Any) -> str:
         run_id = original(self, **kwargs)
         self.db.execute(pragma(self.db))
         return run_id
 
-    monkeypatch.setattr(Journal, "start_run", start_run)
+    monkeypatch.setattr(Runs, "start", start_run)
 
 
 def test_a_full_disk_mid_run_keeps_the_journal_consistent_and_the_run_resumable(
@@ -250,15 +253,15 @@ def test_a_full_disk_mid_run_keeps_the_journal_consistent_and_the_run_resumable(
     # SQLite's own "database or disk is full" (SQLITE_FULL): the journal may not grow past its size
     _after_start(monkeypatch, lambda db: f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0] + 1}")
     r = runner.invoke(app, ["push", data, "-c", cfg, "--report-json", "r.json"])
-    run_id = Journal(tmp_path / "state").last_run().id
+    run_id = Store(tmp_path / "state").runs.last().id
     clear(r, 1, "the disk holding the run journal", "is full", "Free some space.")
     assert f"Run {run_id} is recorded up to this point. Finish it with: canopycli retry {run_id}" in r.stderr
     assert "--state-dir" not in r.stderr  # the run is in this journal: another folder would lose it
     assert sb.snapshot()["accepted"] == 1
-    monkeypatch.setattr(Journal, "start_run", _start_run)  # space freed
-    with Journal(tmp_path / "state") as j:
+    monkeypatch.setattr(Runs, "start", _start_run)  # space freed
+    with Store(tmp_path / "state") as j:
         assert j.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert [b.state for b in j.batches(run_id)][0] == "sent"  # what was committed is kept
+        assert [b.state for b in j.runs.batches(run_id)][0] == "sent"  # what was committed is kept
     assert runner.invoke(app, ["runs", "show", run_id]).exit_code == 0
     r = runner.invoke(app, ["retry", run_id, "-c", cfg, "--report-json", "r.json", "-q"])
     assert r.exit_code == 0, r.stderr
@@ -280,13 +283,13 @@ def test_a_journal_that_turns_read_only_before_anything_is_sent_is_exit_2(
 
 
 def test_a_journal_error_mid_retry_names_the_run_and_exits_1(tmp_path: Path) -> None:
-    with Journal(tmp_path) as j:
-        run_id = j.start_run(
+    with Store(tmp_path) as j:
+        run_id = j.runs.start(
             command="push", config_path=None, connector="c", segment="S", segment_name="S",
             endpoint="https://h/x", input="-", input_sha256=None, settings={},
         )  # fmt: skip
-        j.claim(run_id)
+        j.runs.claim(run_id)
         j.db.execute("PRAGMA query_only=1")
         with pytest.raises(StateError) as got:
-            j.finish_run(run_id, "finished", 0, None)
+            j.runs.finish(run_id, "finished", 0, None)
     assert (got.value.exit_code, got.value.run_id, got.value.sent) == (ExitCode.FAILED, run_id, True)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from canopycli.cli import app
 from canopycli.emulators.webhook import Sandbox
 from canopycli.pipeline.diff import baseline_changes, params_digest
-from canopycli.store.journal import Journal
+from canopycli.store import Store
 
 from .conftest import emails, run_cli, tree_has_token, write_config, write_csv
 
@@ -250,8 +250,8 @@ def baseline_size(state: Path, segment: str = "WelcomeFlow") -> int | None:
     """The baseline's size, None if the segment has none in ``state``."""
     if not state.exists():
         return None
-    with Journal(state) as j:
-        return None if j.scope(f"main/{segment}") is None else j.baseline_size(f"main/{segment}")
+    with Store(state) as j:
+        return None if j.baselines.scope(f"main/{segment}") is None else j.baselines.size(f"main/{segment}")
 
 
 def test_import_refuses_another_segments_baseline_unless_forced_and_other_ids_always(
@@ -357,7 +357,7 @@ def test_state_export_checks_its_path_first_writes_stdout_for_dash_and_never_hal
     assert runner.invoke(app, ["state", "export", "b.jsonl.gz", "-c", cfg]).exit_code == 0
     assert (tmp_path / "b.jsonl.gz").stat().st_mode & 0o077 == 0  # hashed ids: owner-only, like the journal
     before = (tmp_path / "b.jsonl.gz").read_bytes()
-    from canopycli.pipeline import diff as sync_module
+    from canopycli.store import portable as sync_module
 
     init = sync_module.ExportFile.__init__
 

@@ -31,11 +31,13 @@ from ..emulators.webhook import Sandbox
 from ..errors import CanopyError, ExitCode, OutputError, StateError, UsageError, scrub
 from ..model import FAILED, STOP_INTERRUPTED, STOP_TERMINATED
 from ..outputs import STDOUT, check_dir, check_file, reason, write_failed
-from ..pipeline.diff import ExportFile, Origin, export_baseline, import_baseline, scope_of
+from ..pipeline.diff import scope_of
 from ..pipeline.report import Report, make_table
 from ..pipeline.run import Cancel, PushOptions, SyncOptions, run_push, run_retry
-from ..store.journal import Journal, RunRow
+from ..store import Store
 from ..store.locks import SegmentLock, state_dir
+from ..store.portable import ExportFile, Origin, export_baseline, import_baseline
+from ..store.runs import RunRow
 
 app = typer.Typer(
     name="canopycli",
@@ -552,8 +554,8 @@ app.add_typer(state_app, name="state")
 @handle_errors
 def state_show(state_dir_: StateDirOpt = None, fmt: ListingFormatOpt = "table") -> None:
     """Every sync baseline: connector, segment, profiles, last sync run."""
-    with Journal(state_dir(state_dir_)) as journal:
-        scopes = journal.scopes()
+    with Store(state_dir(state_dir_)) as journal:
+        scopes = journal.baselines.scopes()
         title = f"sync baselines in {journal.path}"
     columns = [
         ("connector", "connector"),
@@ -582,8 +584,8 @@ def state_export(
     try:
         r = _resolved(config, segment)
         here = Origin.of(r)
-        with Journal(state_dir(state_dir_)) as journal:
-            header = export_baseline(journal, scope_of(r.connector_name, r.segment_key), here, out)
+        with Store(state_dir(state_dir_)) as journal:
+            header = export_baseline(journal.baselines, scope_of(r.connector_name, r.segment_key), here, out)
         out.commit()
     finally:
         out.discard()
@@ -620,9 +622,9 @@ def state_import(
     scope = scope_of(r.connector_name, r.segment_key)
     here = Origin.of(r)
     source = sys.stdin.buffer if str(file) == "-" else file
-    with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state import"), Journal(root) as journal:
-        n, _, unchecked = import_baseline(journal, scope, here, source, force=force)
-        journal.touch_scope(
+    with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state import"), Store(root) as journal:
+        n, _, unchecked = import_baseline(journal.baselines, scope, here, source, force=force)
+        journal.baselines.touch(
             scope,
             r.connector_name,
             r.segment_key,
@@ -650,9 +652,9 @@ def state_reset(
     r = _resolved(config, segment)
     root = state_dir(state_dir_)
     scope = scope_of(r.connector_name, r.segment_key)
-    with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state reset"), Journal(root) as journal:
-        n = journal.baseline_size(scope)
-        journal.replace_baseline(scope, iter(()))
+    with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state reset"), Store(root) as journal:
+        n = journal.baselines.size(scope)
+        journal.baselines.replace(scope, iter(()))
     typer.echo(f"forgot {n:,} profiles of {r.segment_name}; the next sync sends the whole snapshot as NEW")
 
 
@@ -668,10 +670,10 @@ def runs_list(
     if ctx.invoked_subcommand is not None:
         return
     records = []
-    with Journal(state_dir(state_dir_)) as journal:
+    with Store(state_dir(state_dir_)) as journal:
         title = f"runs in {journal.path}"
-        for run in journal.runs(limit):
-            report = Report.from_journal(run, journal.batches(run.id), run.command)
+        for run in journal.runs.recent(limit):
+            report = Report.from_journal(run, journal.runs.batches(run.id), run.command)
             records.append(
                 {
                     "run": run.id,
@@ -711,9 +713,9 @@ def runs_show(
     """One run: its batches by state and status code, and its row counts (--report-json - : as JSON on stdout)."""
     to_stdout = report_json is not None and str(report_json) == STDOUT
     check_file(report_json, "--report-json")
-    with Journal(state_dir(state_dir_)) as journal:
-        run = journal.run(run_id)
-        report = Report.from_journal(run, journal.batches(run.id), run.command)
+    with Store(state_dir(state_dir_)) as journal:
+        run = journal.runs.get(run_id)
+        report = Report.from_journal(run, journal.runs.batches(run.id), run.command)
     report.stop_reason = run.stop_reason
     if to_stdout:
         typer.echo(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode())
@@ -747,8 +749,8 @@ def runs_prune(
         before = dt.datetime.now(dt.UTC) - age
     except OverflowError:
         raise UsageError(f"--older-than {older_than} reaches back past the year 1; use an age like 3650d") from None
-    with Journal(state_dir(state_dir_)) as journal:
-        removed = journal.prune(before)
+    with Store(state_dir(state_dir_)) as journal:
+        removed = journal.runs.prune(before)
     typer.echo(f"pruned {removed} run(s) older than {older_than}")
 
 

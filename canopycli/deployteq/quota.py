@@ -13,7 +13,7 @@ import math
 import threading
 
 from ..errors import QuotaError
-from ..store.journal import Journal
+from ..store.runs import RequestCounts
 
 
 def utc_day(at: dt.datetime | None = None) -> str:
@@ -35,12 +35,12 @@ def retry_when(at: dt.datetime | None = None) -> str:
 class DailyQuota:
     """Thread-safe counter of today's requests to one endpoint; ``take`` before each request."""
 
-    def __init__(self, journal: Journal, endpoint: str, limit: int | None) -> None:
-        self.journal = journal
+    def __init__(self, counts: RequestCounts, endpoint: str, limit: int | None) -> None:
+        self.counts = counts
         self.endpoint = endpoint
         self.limit = limit
         self.day = utc_day()
-        self.used = journal.requests_on(endpoint, self.day)
+        self.used = counts.count(endpoint, self.day)
         self._lock = threading.Lock()
 
     def remaining(self) -> int | None:
@@ -70,7 +70,7 @@ class DailyQuota:
     def save(self) -> None:
         with self._lock:
             day, used = self.day, self.used
-        self.journal.set_requests(self.endpoint, day, used)
+        self.counts.save(self.endpoint, day, used)
 
     def check(self, needed: int | None, allow_partial: bool) -> None:
         """Refuse (exit 3) a push that needs more requests than remain today."""

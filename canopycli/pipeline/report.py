@@ -36,8 +36,9 @@ from ..model import (
     error_class,
     outcome_key,
 )
-from ..store.journal import BatchRow as JournalBatch
-from ..store.journal import RunRow, now
+from ..store.db import now
+from ..store.runs import BatchRow as JournalBatch
+from ..store.runs import RunRow
 
 COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
 

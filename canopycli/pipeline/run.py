@@ -41,8 +41,10 @@ from ..model import (
     State,
 )
 from ..outputs import write_failed
-from ..store.journal import Journal, RunRow
+from ..store import Store
+from ..store.baseline import moves
 from ..store.locks import SegmentLock, state_dir
+from ..store.runs import RunRow
 from .batch import Encoder, Seen, batches
 from .diff import SyncPipeline, baseline_changes, scope_of
 from .normalize import Normalizer
@@ -258,12 +260,12 @@ def run_push(
         return _dry_run(change_file, resolved, opts, progress, command)
     root = state_dir(opts.state_dir)
     lock = SegmentLock(root, resolved.connector_name, resolved.segment_key)
-    with lock.acquire(opts.wait, note=command), Journal(root) as journal:
+    with lock.acquire(opts.wait, note=command), Store(root) as journal:
         scope = scope_of(resolved.connector_name, resolved.segment_key) if sync is not None else None
         if opts.dry_run and sync is not None:
 
             def build(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
-                journal.fold_baseline(scope)  # logically a no-op: only applies acknowledged moves
+                journal.baselines.fold(scope)  # logically a no-op: only applies acknowledged moves
                 return SyncPipeline(
                     settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
                 )
@@ -282,15 +284,15 @@ def run_push(
                     rows = None if lines is None else lines - (1 if source.format == "csv" else 0)
                     needed = requests_needed(rows, conn.batch_size)
                 else:
-                    journal.fold_baseline(scope)  # the diff reads the baseline table directly
+                    journal.baselines.fold(scope)  # the diff reads the baseline table directly
                     stage = SyncPipeline(
                         settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
                     )
                     needed = stage.needed_requests()
                 try:
-                    quota = DailyQuota(journal, conn.endpoint, conn.daily_limit)
+                    quota = DailyQuota(journal.requests, conn.endpoint, conn.daily_limit)
                     quota.check(needed, opts.allow_partial)
-                    run_id = journal.start_run(
+                    run_id = journal.runs.start(
                         command=command,
                         config_path=resolved.config_path,
                         connector=resolved.connector_name,
@@ -303,10 +305,10 @@ def run_push(
                     )
                     report.run_id = run_id
                     if scope is not None and sync is not None:
-                        journal.supersede(resolved.connector_name, resolved.segment_key)
+                        journal.runs.supersede(resolved.connector_name, resolved.segment_key)
                         if sync.full:
-                            journal.replace_baseline(scope, iter(()))
-                        journal.touch_scope(
+                            journal.baselines.replace(scope, iter(()))
+                        journal.baselines.touch(
                             scope, resolved.connector_name, resolved.segment_key, conn.identifier, run_id
                         )
                     batches_ = spool(journal, run_id, stage.batches())
@@ -361,8 +363,8 @@ def run_retry(
 ) -> Report:
     """Resend a run's unacknowledged batches (and finish reading its input if it died early)."""
     root = state_dir(journal_root)
-    with Journal(root) as journal:
-        run = journal.run(run_id) if run_id else journal.last_run()
+    with Store(root) as journal:
+        run = journal.runs.get(run_id) if run_id else journal.runs.last()
     resolved = resolved_for(run)
     conn = resolved.connector
     if conn.endpoint != run.endpoint:
@@ -371,17 +373,17 @@ def run_retry(
             f"but connector {run.connector!r} now points at {redact_url(conn.endpoint)}",
             hint="Retry with the config the run used (--config), so the batches reach the same webhook.",
         )
-    with SegmentLock(root, run.connector, run.segment).acquire(opts.wait, note="retry"), Journal(root) as journal:
-        run = journal.run(run.id)
-        journal.claim(run.id)
+    with SegmentLock(root, run.connector, run.segment).acquire(opts.wait, note="retry"), Store(root) as journal:
+        run = journal.runs.get(run.id)
+        journal.runs.claim(run.id)
         report = Report("retry", run.segment_name, run.connector, run.input or "-", run_id=run.id)
-        quota = DailyQuota(journal, conn.endpoint, conn.daily_limit)
-        stream: Iterable[Batch] = journal.unacked(run.id)
-        needed: int | None = journal.count_unacked(run.id)
+        quota = DailyQuota(journal.requests, conn.endpoint, conn.daily_limit)
+        stream: Iterable[Batch] = journal.runs.unacked(run.id)
+        needed: int | None = journal.runs.count_unacked(run.id)
         source = None
         pipeline = None
         scope = scope_of(run.connector, run.segment) if run.command == "sync" else None
-        if scope is None and (not run.spool_complete or journal.bodiless(run.id)):
+        if scope is None and (not run.spool_complete or journal.runs.bodiless(run.id)):
             # killed before it had read everything, or with batches in flight: rebuild from the input
             source, pipeline = _reopen(run, report)
             stream = respool(journal, run.id, pipeline.batches())
@@ -399,7 +401,7 @@ def run_retry(
         finally:
             if source is not None:
                 source.close()
-        if scope is not None and (not run.spool_complete or journal.bodiless(run.id)):
+        if scope is not None and (not run.spool_complete or journal.runs.bodiless(run.id)):
             report.retry_hint = "this sync was stopped mid-way: the next `canopycli sync` finds and sends the rest"
         return finish(journal, run.id, report)
 
@@ -407,20 +409,20 @@ def run_retry(
 # --- the machinery shared by push and retry -------------------------------------------------
 
 
-def spool(journal: Journal, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
+def spool(journal: Store, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
     """Write each batch to the journal (pending) before it may be sent."""
     for b in stream:
-        journal.add_batch(run_id, b)
+        journal.runs.add_batch(run_id, b)
         yield b
 
 
-def respool(journal: Journal, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
+def respool(journal: Store, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
     """Batches rebuilt from a run's input: those it journaled are checked to come out identical
     and resent unless acknowledged; those it never reached are journaled and sent."""
-    known = journal.states(run_id)
+    known = journal.runs.states(run_id)
     for b in stream:
         if b.index not in known:
-            journal.add_batch(run_id, b)
+            journal.runs.add_batch(run_id, b)
             yield b
             continue
         uuid, state = known[b.index]
@@ -460,7 +462,7 @@ def _reopen(run: RunRow, report: Report) -> tuple[Source, Pipeline]:
 
 
 def _drive(
-    journal: Journal,
+    journal: Store,
     run_id: str,
     resolved: Resolved,
     opts: PushOptions,
@@ -487,9 +489,10 @@ def _drive(
 
     def on_result(r: Result) -> None:
         state = State.of(r.outcome)
-        baseline = (scope, baseline_changes(r.batch)) if scope is not None and state == SENT else None
-        journal.record(
-            run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail, baseline, r.batch.body
+        effects = moves(scope, baseline_changes(r.batch)) if scope is not None and state == SENT else None
+        b = r.batch
+        journal.runs.record(
+            run_id, b.index, state, r.status_code, r.attempts, r.error, r.detail, body=b.body, effects=effects
         )
         quota.save()
         report.add_result(r)
@@ -516,16 +519,16 @@ def _drive(
         if report.stop_reason == STOP_DAILY_LIMIT:
             report.retry_hint = (sender.retry_hint + "; " if sender.retry_hint else "") + f"retry {retry_when()}"
         if stage is not None:
-            journal.spooled(run_id, stage.counts(completed), completed)
+            journal.runs.spooled(run_id, stage.counts(completed), completed)
         cancel.sender = None
 
 
-def finish(journal: Journal, run_id: str, live: Report) -> Report:
+def finish(journal: Store, run_id: str, live: Report) -> Report:
     """Close the run in the journal and report it from there (so retry reports the whole run)."""
     if live.command in ("sync", "retry"):
-        journal.fold_baseline()
-    run = journal.run(run_id)
-    report = Report.from_journal(run, journal.batches(run_id), live.command)
+        journal.baselines.fold()
+    run = journal.runs.get(run_id)
+    report = Report.from_journal(run, journal.runs.batches(run_id), live.command)
     report.stop_reason, report.retry_hint, report.reject_samples = (
         live.stop_reason,
         live.retry_hint,
@@ -540,7 +543,7 @@ def finish(journal: Journal, run_id: str, live: Report) -> Report:
     report.finish()
     status = live.stop_reason if live.stop_reason in (STOP_INTERRUPTED, STOP_TERMINATED) else "finished"
     stop = live.stop_reason or (STOP_DAMAGED_INPUT if report.damage is not None else None)
-    journal.finish_run(run_id, status, int(report.exit_code), stop, report.finished)
+    journal.runs.finish(run_id, status, int(report.exit_code), stop, report.finished)
     return report
 
 

@@ -1,0 +1,193 @@
+"""The journal's schema and its history: numbered migrations, versioned by ``PRAGMA user_version``.
+
+``user_version`` N means migrations 1..N are applied. Opening a journal (``db.connect``) applies
+the ones it lacks, in one transaction, and refuses a journal from a newer canopycli (a version
+above ``VERSION``) rather than misread it.
+
+Releases before versioning (1.0, and the 1.x work before it) left ``user_version`` at 0 and
+changed the schema with ``CREATE TABLE IF NOT EXISTS`` and ``ALTER``s at every open. So 0 means a
+new file *or* such a journal, and migrations 1-3 are written to bring either to the same place:
+tables created only if missing, columns added only if missing. Later migrations run on versioned
+journals only and need no such care.
+
+A migration is added, never edited: its number is in journals out there.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+# Migration 1: the schema exactly as canopycli 1.0 created it (canopycli/journal.py at dd20420).
+SCHEMA_1_0 = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    pid INTEGER,
+    started TEXT NOT NULL,
+    finished TEXT,
+    config_path TEXT,
+    connector TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    segment_name TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    input TEXT,
+    input_sha256 TEXT,
+    settings TEXT NOT NULL,
+    spool_complete INTEGER NOT NULL DEFAULT 0,
+    rows_read INTEGER NOT NULL DEFAULT 0,
+    rows_rejected INTEGER NOT NULL DEFAULT 0,
+    rows_duplicate INTEGER NOT NULL DEFAULT 0,
+    profiles_unchanged INTEGER,
+    status TEXT NOT NULL DEFAULT 'running',
+    exit_code INTEGER,
+    stop_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    uuid TEXT NOT NULL,
+    profiles INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status_code INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    detail TEXT,
+    removals INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    body BLOB,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS requests (
+    endpoint TEXT NOT NULL,
+    day TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, day)
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE TABLE IF NOT EXISTS baseline (
+    scope TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (scope, customer_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS baseline_moves (
+    scope TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    digest BLOB  -- NULL: removed
+);
+CREATE TABLE IF NOT EXISTS scopes (
+    scope TEXT PRIMARY KEY,
+    connector TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    last_run TEXT
+);
+"""
+
+
+def _schema_1_0(db: sqlite3.Connection) -> None:
+    # statement by statement: executescript would commit the migration's transaction
+    for statement in SCHEMA_1_0.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _batch_removals(db: sqlite3.Connection) -> None:
+    """REMOVED profiles in a sync batch. A journal from before sync lacks the column (1.0 created
+    it with its tables and added it to older journals with an ALTER at every open)."""
+    _add_columns(db, "batches", {"removals": "INTEGER NOT NULL DEFAULT 0"})
+
+
+def _scope_origin(db: sqlite3.Connection) -> None:
+    """What acknowledged a baseline: its webhook and segmentName (canopycli 1.1; NULL before)."""
+    _add_columns(db, "scopes", {"endpoint": "TEXT", "segment_name": "TEXT"})
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _schema_1_0,  # 1
+    _batch_removals,  # 2
+    _scope_origin,  # 3
+)
+VERSION = len(MIGRATIONS)
+
+
+def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    for name, decl in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+# The schema the migrations build, in one piece, for reading (a test checks that they build exactly this).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    pid INTEGER,
+    started TEXT NOT NULL,
+    finished TEXT,
+    config_path TEXT,
+    connector TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    segment_name TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    input TEXT,
+    input_sha256 TEXT,
+    settings TEXT NOT NULL,
+    spool_complete INTEGER NOT NULL DEFAULT 0,
+    rows_read INTEGER NOT NULL DEFAULT 0,
+    rows_rejected INTEGER NOT NULL DEFAULT 0,
+    rows_duplicate INTEGER NOT NULL DEFAULT 0,
+    profiles_unchanged INTEGER,
+    status TEXT NOT NULL DEFAULT 'running',
+    exit_code INTEGER,
+    stop_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    uuid TEXT NOT NULL,
+    profiles INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status_code INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    detail TEXT,
+    removals INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    body BLOB,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS requests (
+    endpoint TEXT NOT NULL,
+    day TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, day)
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE TABLE IF NOT EXISTS baseline (
+    scope TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (scope, customer_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS baseline_moves (
+    scope TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    digest BLOB  -- NULL: removed
+);
+CREATE TABLE IF NOT EXISTS scopes (
+    scope TEXT PRIMARY KEY,
+    connector TEXT NOT NULL,
+    segment TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    last_run TEXT,
+    endpoint TEXT,      -- the webhook that acknowledged the baseline (NULL: before canopycli 1.1)
+    segment_name TEXT   -- the segmentName it was sent as (NULL: before canopycli 1.1)
+);
+"""
