@@ -194,7 +194,7 @@ class SyncPipeline:
         for line, cid, params, digest, is_new in self.snapshot.changes():
             status = "NEW" if is_new else "MODIFIED"
             yield Profile(line, cid, {"customerId": cid, "r42Status": status, "params": fragment(params)}, digest)
-        for cid in self.snapshot.gone():
+        for (cid,) in self.snapshot.gone():
             yield Profile(0, cid, {"customerId": cid, "r42Status": "REMOVED", "params": []})
 
     def batches(self) -> Iterator[Batch]:

@@ -283,16 +283,16 @@ class Snapshot:
         return Counts(staged, changed, removed, baseline)
 
     def changes(self) -> Iterator[tuple[int, str, bytes, bytes, int]]:
-        """(line, id, params, digest, is_new) of the rows to send as NEW or MODIFIED, in file order."""
-        yield from self.db.execute(
+        """(line, id, params, digest, is_new) of the rows to send as NEW or MODIFIED, in file order.
+        The cursor itself: no layer between SQLite and the batches."""
+        return self.db.execute(
             "SELECT s.line, s.id, s.params, s.digest, c.is_new FROM changes c JOIN snap s ON s.rowid = c.rid"
             " ORDER BY c.rowid"
         )
 
-    def gone(self) -> Iterator[str]:
-        """The ids to send as REMOVED, in key order."""
-        for (cid,) in self.db.execute("SELECT id FROM gone ORDER BY rowid"):
-            yield cid
+    def gone(self) -> Iterator[tuple[str]]:
+        """(id,) of each profile to send as REMOVED, in key order (the cursor itself)."""
+        return self.db.execute("SELECT id FROM gone ORDER BY rowid")
 
     def record(self, line: int) -> bytes | None:
         """The row as staged on ``line`` (for a profile too large for a request: rare, so indexed only then)."""

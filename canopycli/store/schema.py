@@ -121,73 +121,11 @@ def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) ->
             db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
-# The schema the migrations build, in one piece, for reading (a test checks that they build exactly this).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    command TEXT NOT NULL,
-    pid INTEGER,
-    started TEXT NOT NULL,
-    finished TEXT,
-    config_path TEXT,
-    connector TEXT NOT NULL,
-    segment TEXT NOT NULL,
-    segment_name TEXT NOT NULL,
-    endpoint TEXT NOT NULL,
-    input TEXT,
-    input_sha256 TEXT,
-    settings TEXT NOT NULL,
-    spool_complete INTEGER NOT NULL DEFAULT 0,
-    rows_read INTEGER NOT NULL DEFAULT 0,
-    rows_rejected INTEGER NOT NULL DEFAULT 0,
-    rows_duplicate INTEGER NOT NULL DEFAULT 0,
-    profiles_unchanged INTEGER,
-    status TEXT NOT NULL DEFAULT 'running',
-    exit_code INTEGER,
-    stop_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS batches (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    uuid TEXT NOT NULL,
-    profiles INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    status_code INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    detail TEXT,
-    removals INTEGER NOT NULL DEFAULT 0,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    body BLOB,
-    PRIMARY KEY (run_id, idx)
-);
-CREATE TABLE IF NOT EXISTS requests (
-    endpoint TEXT NOT NULL,
-    day TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (endpoint, day)
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
-CREATE TABLE IF NOT EXISTS baseline (
-    scope TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    digest BLOB NOT NULL,
-    PRIMARY KEY (scope, customer_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS baseline_moves (
-    scope TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    digest BLOB  -- NULL: removed
-);
-CREATE TABLE IF NOT EXISTS scopes (
-    scope TEXT PRIMARY KEY,
-    connector TEXT NOT NULL,
-    segment TEXT NOT NULL,
-    identifier TEXT NOT NULL,
-    updated TEXT NOT NULL,
-    last_run TEXT,
-    endpoint TEXT,      -- the webhook that acknowledged the baseline (NULL: before canopycli 1.1)
-    segment_name TEXT   -- the segmentName it was sent as (NULL: before canopycli 1.1)
-);
-"""
+# The schema the migrations build, in one piece, for reading: 1.0's (which has batches.removals
+# already) with the scope's origin of migration 3. A test checks that the migrations build exactly this.
+SCHEMA = SCHEMA_1_0.replace(
+    "    last_run TEXT\n);",
+    "    last_run TEXT,\n"
+    "    endpoint TEXT,      -- the webhook that acknowledged the baseline (NULL: before canopycli 1.1)\n"
+    "    segment_name TEXT   -- the segmentName it was sent as (NULL: before canopycli 1.1)\n);",
+)
