@@ -29,11 +29,12 @@ from typing import Any, BinaryIO, cast
 import orjson
 
 from ..config import Resolved, Segment
+from ..deployteq.webhook import Encoder
 from ..errors import DiskFullError, InputError, MassRemovalError, OutputError, StateError
 from ..model import Batch, Profile, Reject
 from ..outputs import check_file, reason
 from ..store.journal import Journal, now, sqlite_trouble
-from .batch import Encoder, batches
+from .batch import batches
 from .normalize import Normalizer
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
