@@ -113,7 +113,7 @@ def test_dry_run_table_and_counts(tmp_path: Path) -> None:
 
 
 def test_unexpected_errors_are_one_line_unless_debug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import canopycli.cli.core as cli
+    import canopycli.cli.push as cli
 
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError(f"kaboom {TOKEN}")
