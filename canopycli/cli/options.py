@@ -1,8 +1,9 @@
-"""Shared options, each defined once: the typer annotations, and ``run_options`` for push and sync.
+"""Shared options, each defined once: the typer annotations, and decorators that share them.
 
 ``push`` and ``sync`` take the same thirteen options. Rather than repeat them in both signatures,
 ``@run_options`` adds them to the command's signature (typer reads ``inspect.signature``) and
-hands the command one ``RunOptions`` with their values.
+hands the command one ``RunOptions`` with their values; ``@segment_options`` does the same for
+the state commands (``SegmentOptions``).
 """
 
 from __future__ import annotations
@@ -91,14 +92,30 @@ class RunOptions:
         )
 
 
+@dataclass(frozen=True)
+class SegmentOptions:
+    """The options of the commands that act on one segment's baseline (state export, import, reset)."""
+
+    config: Path | None = None
+    segment: str | None = None
+    state_dir: Path | None = None
+
+    def resolved(self) -> Resolved:
+        return resolved(self.config, self.segment)
+
+
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
+_CONFIG = _option("config", ConfigOpt, None)
+_SEGMENT = _option("segment", SegmentOpt, None)
+_STATE_DIR = _option("state_dir", StateDirOpt, None)
+
 # In --help, --config and --segment come right after the command's arguments, then the command's
 # own options, then the rest: the order the commands have always shown.
-_LEADING = (_option("config", ConfigOpt, None), _option("segment", SegmentOpt, None))
-_TRAILING = (
+_RUN_LEADING = (_CONFIG, _SEGMENT)
+_RUN_TRAILING = (
     _option("format", FormatOpt, None),
     _option("delimiter", DelimiterOpt, None),
     _option("dry_run", DryRunOpt, False),
@@ -107,35 +124,51 @@ _TRAILING = (
     _option("rejects", RejectsOpt, None),
     _option("quiet", QuietOpt, False),
     _option("concurrency", ConcurrencyOpt, None),
-    _option("state_dir", StateDirOpt, None),
+    _STATE_DIR,
     _option("allow_partial", AllowPartialOpt, False),
     _option("wait", WaitOpt, False),
 )
-SHARED = _LEADING + _TRAILING
+SHARED = _RUN_LEADING + _RUN_TRAILING
 
 
 def _is_argument(p: inspect.Parameter) -> bool:
     return any(isinstance(m, ArgumentInfo) for m in typing.get_args(p.annotation)[1:])
 
 
-def run_options(fn: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the shared options: ``fn`` declares its arguments, its own options and a
-    keyword-only ``options: RunOptions``; the command typer sees takes the shared options instead."""
-    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "options"]
-    if any(p.name in {s.name for s in SHARED} for p in own):
-        raise TypeError(f"{fn.__name__} declares a shared option itself")
-    arguments = [p for p in own if _is_argument(p)]
-    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if not _is_argument(p)]
-    signature = inspect.Signature([*arguments, *_LEADING, *rest, *_TRAILING], return_annotation=None)
+def _shared_options(
+    make: Callable[..., Any], leading: tuple[inspect.Parameter, ...], trailing: tuple[inspect.Parameter, ...]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator that gives a command shared options: the command declares its arguments, its own
+    options and a keyword-only ``options``; the command typer sees takes ``leading`` after its
+    arguments and ``trailing`` after its own options, and ``options`` is ``make(**their values)``."""
+    shared = leading + trailing
+    names = {p.name for p in shared}
 
-    @functools.wraps(fn)
-    def command(*args: Any, **kwargs: Any) -> None:
-        shared = {p.name: kwargs.pop(p.name, p.default) for p in SHARED}
-        fn(*args, options=RunOptions(**shared), **kwargs)
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "options"]
+        if any(p.name in names for p in own):
+            raise TypeError(f"{fn.__name__} declares a shared option itself")
+        arguments = [p for p in own if _is_argument(p)]
+        rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if not _is_argument(p)]
+        signature = inspect.Signature([*arguments, *leading, *rest, *trailing], return_annotation=None)
 
-    command.__signature__ = signature  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
-    return command
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> None:
+            values = {p.name: kwargs.pop(p.name, p.default) for p in shared}
+            fn(*args, options=make(**values), **kwargs)
+
+        command.__signature__ = signature  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        return command
+
+    return decorate
+
+
+run_options = _shared_options(RunOptions, _RUN_LEADING, _RUN_TRAILING)
+"""push and sync: the thirteen options they share, as one ``options: RunOptions``."""
+
+segment_options = _shared_options(SegmentOptions, (_CONFIG, _SEGMENT, _STATE_DIR), ())
+"""state export, import and reset: --config, --segment and --state-dir, as one ``options: SegmentOptions``."""
 
 
 def resolved(config: Path | None, segment: str | None) -> Resolved:

@@ -12,7 +12,7 @@ from ..pipeline.diff import ExportFile, Origin, export_baseline, import_baseline
 from ..store.journal import Journal
 from ..store.locks import SegmentLock, state_dir
 from .core import app, handle_errors, say
-from .options import ConfigOpt, ListingFormatOpt, SegmentOpt, StateDirOpt, resolved
+from .options import ListingFormatOpt, SegmentOptions, StateDirOpt, segment_options
 from .render import show_listing
 
 state_app = typer.Typer(help="Sync baselines: the last acknowledged state of each segment.", no_args_is_help=True)
@@ -39,21 +39,21 @@ def state_show(state_dir_: StateDirOpt = None, fmt: ListingFormatOpt = "table") 
 
 @state_app.command("export")
 @handle_errors
+@segment_options
 def state_export(
     file: Annotated[
         Path, typer.Argument(metavar="FILE", help="Where to write it (JSON Lines; .gz compresses; - is stdout).")
     ],
-    config: ConfigOpt = None,
-    segment: SegmentOpt = None,
-    state_dir_: StateDirOpt = None,
+    *,
+    options: SegmentOptions,
 ) -> None:
     """Write a segment's baseline to a portable file (e.g. a CI artifact)."""
     name = str(file)
     out = ExportFile(name, sys.stdout.buffer)  # checked before anything else is done
     try:
-        r = resolved(config, segment)
+        r = options.resolved()
         here = Origin.of(r)
-        with Journal(state_dir(state_dir_)) as journal:
+        with Journal(state_dir(options.state_dir)) as journal:
             header = export_baseline(journal, scope_of(r.connector_name, r.segment_key), here, out)
         out.commit()
     finally:
@@ -71,23 +71,23 @@ def state_export(
 
 @state_app.command("import")
 @handle_errors
+@segment_options
 def state_import(
     file: Annotated[
         Path, typer.Argument(metavar="FILE", help="A file made by `canopycli state export`; - reads stdin.")
     ],
-    config: ConfigOpt = None,
-    segment: SegmentOpt = None,
-    state_dir_: StateDirOpt = None,
     force: Annotated[
         bool,
         typer.Option(
             "--force", help="Load a baseline exported for another connector, segment or endpoint (never other ids)."
         ),
     ] = False,
+    *,
+    options: SegmentOptions,
 ) -> None:
     """Replace a segment's baseline with an exported one (refused if it was exported for another segment)."""
-    r = resolved(config, segment)
-    root = state_dir(state_dir_)
+    r = options.resolved()
+    root = state_dir(options.state_dir)
     scope = scope_of(r.connector_name, r.segment_key)
     here = Origin.of(r)
     source = sys.stdin.buffer if str(file) == "-" else file
@@ -112,14 +112,11 @@ def state_import(
 
 @state_app.command("reset")
 @handle_errors
-def state_reset(
-    config: ConfigOpt = None,
-    segment: SegmentOpt = None,
-    state_dir_: StateDirOpt = None,
-) -> None:
+@segment_options
+def state_reset(*, options: SegmentOptions) -> None:
     """Forget a segment's baseline: the next sync sends the whole snapshot as NEW."""
-    r = resolved(config, segment)
-    root = state_dir(state_dir_)
+    r = options.resolved()
+    root = state_dir(options.state_dir)
     scope = scope_of(r.connector_name, r.segment_key)
     with SegmentLock(root, r.connector_name, r.segment_key).acquire(note="state reset"), Journal(root) as journal:
         n = journal.baseline_size(scope)
