@@ -346,14 +346,16 @@ def resolve(config: Config, segment: str | None, shown: str) -> Resolved:
     )
 
 
-def resolve_run(config: Config, connector: str, segment_key: str, segment: dict[str, Any], shown: str) -> Resolved:
+def resolve_run(
+    config: Config, connector: str, segment_key: str, segment: dict[str, Any], shown: str, run_id: str | None = None
+) -> Resolved:
     """A journaled run's segment (as it was when the run started) with today's connector from ``config``.
 
     ``retry`` sends with the connection settings and token of the current config, and the
     mapping the run's batches were built with, so a rebuilt batch comes out identical."""
     if connector not in config.connectors:
         raise StateError(
-            f"the run used connector {connector!r}, which {shown} does not define",
+            f"{f'run {run_id}' if run_id else 'the run'} used connector {connector!r}, which {shown} does not define",
             hint="Retry with the config the run used (--config).",
         )
     return Resolved(
