@@ -8,7 +8,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -71,14 +70,8 @@ def sandbox(
     typer.echo(f"stats: {sb.base_url}/_sandbox/stats", err=True)
     sys.stdout.flush()
     sb.start()
-    deadline = time.monotonic() + duration if duration else None
     try:
-        while sb._thread is not None and sb._thread.is_alive():
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            sb._thread.join(timeout=0.2)
-    except KeyboardInterrupt:
-        pass
+        sb.serve(duration)  # until --max-requests, --duration or Ctrl-C
     finally:
         sb.stop()
         typer.echo(f"sandbox stopped: {json.dumps(sb.snapshot())}", err=True)

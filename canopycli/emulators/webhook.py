@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
-import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
@@ -200,12 +199,6 @@ class Sandbox:
         """Block until ``max_requests`` stops the sandbox, ``duration`` seconds pass, or Ctrl-C
         (starting it if it is not running); ``stop()`` closes it."""
         self.server.serve(duration)
-
-    @property
-    def _thread(self) -> threading.Thread | None:
-        # TEMPORARY, until the CLI's `sandbox` command calls serve() (switched at the issue-10
-        # merge): that command still waits on this thread. Remove it then.
-        return self.server.thread
 
     def stop(self) -> None:
         self.server.stop()
