@@ -107,7 +107,7 @@ def retry(
     cfg, shown = _config(config)
 
     def resolved_for(run: Any) -> Resolved:
-        return resolve_run(cfg, run.connector, run.segment, run.settings["segment"], shown)
+        return resolve_run(cfg, run.connector, run.segment, run.settings["segment"], shown, run.id)
 
     root = Path(state_dir) if state_dir is not None else None
     opts = PushOptions("-", concurrency=concurrency, allow_partial=allow_partial, wait=wait, state_dir=root)

@@ -104,3 +104,17 @@ def tree_has_token(root: Path) -> list[Path]:
 def reject_of(got: object) -> object:
     """A reject as (line, reason): the id it may carry (for sync) is not what unit tests check."""
     return Reject(*got[:2]) if isinstance(got, Reject) else got
+
+
+def cli_commands() -> list[str]:
+    """Every command and sub-command of the app (``push``, ``runs``, ``runs show``, ...), from the app itself."""
+    import typer.main
+
+    from canopycli.cli import app
+
+    def walk(group: Any, prefix: str) -> Iterator[str]:
+        for name, command in getattr(group, "commands", {}).items():
+            yield f"{prefix}{name}"
+            yield from walk(command, f"{prefix}{name} ")
+
+    return sorted(walk(typer.main.get_command(app), ""))

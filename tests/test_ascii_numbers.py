@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.deployteq.deliver import Sender, parse_retry_after
+from canopycli.deployteq.deliver import parse_retry_after
 from canopycli.model import DELIVERED, FAILED
 
-from .test_send import batch, conn
+from .test_send import batch, conn, webhook_sender
 
 
 @pytest.mark.parametrize("value", ["\u00b2", "\u0661\u0662\u0660", "\uff15"])
@@ -29,7 +29,7 @@ def test_a_reply_header_in_other_digits_neither_crashes_nor_counts(header: str, 
     def reply(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, headers=[(header.encode(), value.encode())], json={})
 
-    snd = Sender(conn(), transport=httpx.MockTransport(reply), sleep=sleeps.append, on_count=counted.append)
+    snd = webhook_sender(conn(), reply, sleep=sleeps.append, on_count=counted.append)
     got = snd.send(batch())  # was: ValueError out of the sender, "This is a bug" in the CLI
     assert got.outcome == (FAILED if status == 503 else DELIVERED)
     assert counted == []

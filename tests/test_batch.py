@@ -4,9 +4,10 @@ import hashlib
 
 import orjson
 
+from canopycli.deployteq.webhook import Encoder
 from canopycli.emulators.webhook import validate_body
 from canopycli.model import Profile, Reject
-from canopycli.pipeline.batch import Encoder, Seen, batches
+from canopycli.pipeline.batch import Seen, batches
 
 
 def prof(i: int, pad: int = 0) -> Profile:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from canopycli.cli import app
+from canopycli.cli.options import SHARED, RunOptions, run_options
+from canopycli.emulators.webhook import Sandbox
 from canopycli.errors import ExitCode
+from canopycli.pipeline.run import PushOptions
 
-from .conftest import TOKEN, emails, write_config, write_csv
+from .conftest import TOKEN, cli_commands, emails, write_config, write_csv
 
 runner = CliRunner()
-COMMANDS = ["push", "validate-config", "sandbox", "demo", "retry", "runs", "runs show", "runs prune"]
+COMMANDS = cli_commands()
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -113,7 +117,7 @@ def test_dry_run_table_and_counts(tmp_path: Path) -> None:
 
 
 def test_unexpected_errors_are_one_line_unless_debug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import canopycli.cli.core as cli
+    import canopycli.cli.push as cli
 
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError(f"kaboom {TOKEN}")
@@ -140,3 +144,102 @@ def test_bytes_that_are_not_utf8_reject_only_their_row(tmp_path: Path, command: 
     rejected = (tmp_path / "rej.csv").read_text(encoding="utf-8", errors="replace").splitlines()[1:]
     assert sorted(line.split(",")[0] for line in rejected) == ["2", "4"]
     assert all("UTF-8" in line or "valid email" in line for line in rejected)
+
+
+# --- the layout of cli/: shared options once, every table in render, Resolved built by config ---
+
+
+def test_push_and_sync_take_every_shared_option_in_the_order_they_always_showed() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    shared = [p.name for p in SHARED]
+    for command, own in (("push", ["status"]), ("sync", ["full", "max_remove", "force"])):
+        names = [p.name for p in group.commands[command].params if p.name != "help"]  # type: ignore[attr-defined]
+        assert names == ["file", *shared[:2], *own, *shared[2:]]
+
+
+def test_run_options_build_push_options_by_name() -> None:
+    passed_on = {
+        "format": "jsonl",
+        "delimiter": ";",
+        "dry_run": True,
+        "rejects": Path("rej.csv"),
+        "concurrency": 3,
+        "state_dir": Path("state"),
+        "allow_partial": True,
+        "wait": True,
+    }
+    given = RunOptions(
+        config=Path("c.yaml"), segment="S", out=Path("out"), report_json=Path("r.json"), quiet=True, **passed_on
+    )
+    expected = PushOptions(input="s.csv", status="REMOVED", out_dir=Path("out"), **passed_on)
+    assert given.push_options("s.csv", "REMOVED") == expected
+
+
+def test_state_commands_share_config_segment_and_state_dir() -> None:
+    import typer.main
+
+    state = typer.main.get_command(app).commands["state"]  # type: ignore[attr-defined]
+    shared = ["config", "segment", "state_dir"]
+    for command, params in (("export", ["file", *shared]), ("import", ["file", *shared, "force"]), ("reset", shared)):
+        assert [p.name for p in state.commands[command].params if p.name != "help"] == params
+
+
+def test_run_options_refuses_a_command_that_declares_a_shared_option() -> None:
+    def command(file: str, quiet: bool = False, *, options: RunOptions) -> None: ...
+
+    with pytest.raises(TypeError, match="declares a shared option"):
+        run_options(command)
+
+
+def test_retry_names_the_run_whose_connector_the_config_lacks(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    sb = sandbox(fail_first=10)
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"retries": 0})
+    write_csv(tmp_path / "s.csv", emails(3))
+    r = runner.invoke(app, ["push", "s.csv", "-c", str(cfg), "-q", "--report-json", "r.json"])
+    assert r.exit_code == 1, r.stderr
+    run_id = re.search(r'"run_id": "([^"]+)"', (tmp_path / "r.json").read_text())
+    assert run_id is not None
+    other = tmp_path / "other.yaml"
+    other.write_text(cfg.read_text().replace("  main:", "  other:").replace("connector: main", "connector: other"))
+    code, _, err = invoke("retry", run_id.group(1), "-c", str(other))
+    assert code == 2
+    assert f"Error: run {run_id.group(1)} used connector 'main', which {other} does not define" in err
+
+
+def test_the_demo_config_resolves_to_the_segment_the_demo_always_pushed() -> None:
+    from canopycli.cli.sandbox import DEMO_PARAMS, demo_config
+    from canopycli.config import resolve
+
+    r = resolve(demo_config("http://127.0.0.1:1/hook", "tok"), "WelcomeFlow", "(demo)")
+    assert (r.config_path, r.connector_name, r.segment_key, r.segment_name) == (
+        "(demo)",
+        "sandbox",
+        "WelcomeFlow",
+        "WelcomeFlow",
+    )
+    assert r.connector.endpoint == "http://127.0.0.1:1/hook" and r.connector.identifier == "hashed_email"
+    assert r.segment.id_column == "email" and r.segment.params == DEMO_PARAMS
+
+
+def test_only_cli_imports_typer_or_rich() -> None:
+    root = Path(__file__).resolve().parent.parent / "canopycli"
+    found = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "cli" not in p.relative_to(root).parts[:1]
+        and re.search(r"^\s*(from|import) (typer|rich)\b", p.read_text(), re.M)
+    ]
+    assert found == []
+
+
+def test_every_cli_module_imports_alone() -> None:
+    import subprocess
+    import sys
+
+    modules = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "canopycli" / "cli").glob("*.py"))
+    for module in modules:
+        name = "canopycli.cli" if module == "__init__" else f"canopycli.cli.{module}"
+        p = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True)
+        assert p.returncode == 0, (name, p.stderr)

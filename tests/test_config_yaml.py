@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from canopycli.cli import app
-from canopycli.config import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, load_config, parse_config
+from canopycli.config import load_config, parse_config
+from canopycli.config_yaml import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH
 from canopycli.errors import ConfigError
 
 from .conftest import TOKEN

@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from canopycli.config import Param
-from canopycli.pipeline.normalize import _inferred, converter, param_maker
+from canopycli.pipeline.values import _inferred, converter, param_maker
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 LIMIT = 9_007_199_254_740_992  # 2^53, as the README writes it

@@ -6,24 +6,19 @@ import re
 from pathlib import Path
 
 import pytest
-import typer.main
 
-from canopycli.cli import app
 from canopycli.config import parse_config
 from canopycli.errors import ExitCode
 from canopycli.pipeline.report import Report
+
+from .conftest import cli_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def commands() -> list[str]:
-    group = typer.main.get_command(app)
-    return sorted(group.commands)  # type: ignore[attr-defined]
-
-
 def test_every_command_is_in_the_readme() -> None:
-    missing = [c for c in commands() if f"canopycli {c}" not in README]
+    missing = [c for c in cli_commands() if f"canopycli {c}" not in README]
     assert missing == []
 
 
@@ -65,3 +60,7 @@ def test_every_dependency_is_explained() -> None:
     names = [re.split(r"[<>=\[]", d)[0] for d in deps]
     section = README.split("## Dependencies, and why")[1]
     assert [n for n in names if n not in section] == []
+
+
+def test_the_command_list_comes_from_the_app_with_its_sub_commands() -> None:
+    assert {"push", "sync", "retry", "runs show", "runs prune", "state export", "state import"} <= set(cli_commands())

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from canopycli.cli import app
 from canopycli.deployteq.quota import DailyQuota, requests_needed
+from canopycli.deployteq.webhook import Encoder
 from canopycli.errors import LockedError, QuotaError
 from canopycli.model import FAILED, PENDING, SENT, Profile
-from canopycli.pipeline.batch import Encoder
 from canopycli.store import Store
 from canopycli.store.baseline import moves
 from canopycli.store.locks import SegmentLock

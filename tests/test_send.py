@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import httpx
 import orjson
 import pytest
 
 from canopycli.config import Connector
-from canopycli.deployteq.deliver import Sender, deliver, parse_retry_after
+from canopycli.deployteq.deliver import Deliverer, deliver, parse_retry_after
+from canopycli.deployteq.webhook import Encoder, WebhookTransport
 from canopycli.model import DELIVERED, FAILED, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT, Batch, Profile
-from canopycli.pipeline.batch import Encoder
 
 from .conftest import TOKEN
 
@@ -47,12 +49,21 @@ class Script:
         return httpx.Response(a, json={"error": f"status {a}"}, headers=self.headers)
 
 
-def sender(script: Script, sleeps: list[float] | None = None, **kw: object) -> Sender:
-    return Sender(
-        conn(**kw),
-        transport=httpx.MockTransport(script),
-        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+def webhook_sender(
+    c: Connector,
+    handler: Callable[[httpx.Request], httpx.Response],
+    sleep: Callable[[float], None] = time.sleep,
+    on_count: Callable[[int], None] | None = None,
+) -> Deliverer:
+    """A Deliverer over the webhook transport, as ``run._drive`` builds it."""
+    transport = WebhookTransport(c, transport=httpx.MockTransport(handler))
+    return Deliverer(
+        transport, concurrency=c.concurrency, retries=c.retries, backoff=c.backoff, sleep=sleep, on_count=on_count
     )
+
+
+def sender(script: Script, sleeps: list[float] | None = None, **kw: object) -> Deliverer:
+    return webhook_sender(conn(**kw), script, sleep=(sleeps.append if sleeps is not None else lambda s: None))
 
 
 def test_query_auth_puts_token_only_on_the_wire() -> None:
@@ -164,7 +175,7 @@ def test_concurrency_is_bounded() -> None:
         return httpx.Response(200)
 
     results = []
-    snd = Sender(conn(concurrency=3), transport=httpx.MockTransport(handler))
+    snd = webhook_sender(conn(concurrency=3), handler)
     deliver((batch(i) for i in range(12)), snd, results.append)
     assert len(results) == 12 and all(r.outcome == DELIVERED for r in results)
     assert 1 < peak <= 3
@@ -175,5 +186,5 @@ def test_token_never_in_error_details() -> None:
         def __call__(self, request: httpx.Request) -> httpx.Response:
             return httpx.Response(400, text=f"bad request to {request.url}")
 
-    r = Sender(conn(), transport=httpx.MockTransport(Echo())).send(batch())
+    r = webhook_sender(conn(), Echo()).send(batch())
     assert r.detail is not None and TOKEN not in r.detail and "***" in r.detail

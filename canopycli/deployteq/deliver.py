@@ -1,26 +1,33 @@
-"""Send: batches -> HTTP POSTs to the webhook, with retries and bounded concurrency.
+"""Deliver: batches -> requests through a ``Transport``, with retries, bounded concurrency and halting.
 
-The endpoint and the token are kept apart until the request is built (``?token=`` or
-``Authorization: Bearer``). Nothing here puts either in a message: errors are described by
-class ("Timeout", "Connection error") and status code, and any text taken from a response is
-passed through ``redact``.
+A ``Transport`` is the far side's dialect (the webhook today, see ``webhook.py``): it encodes
+profiles into batches, makes one attempt at a batch, and says what a reply means (a ``Verdict``).
+Everything around that is here, once, and never asks which transport it has:
 
-Retries (tenacity): timeouts, connection errors, 408 and 5xx, with exponential backoff and
-jitter, honouring ``Retry-After``; the same body (and so the same uuid) is resent. 400/401/403
-are final. 401/403 and 429 stop the whole run: every later batch is ``not_sent`` rather than
-spent against the daily request budget.
+- retries (tenacity): a request that got no reply (``httpx.TimeoutException``,
+  ``httpx.TransportError``) or a reply the transport calls ``retry`` is made again, with
+  exponential backoff and jitter, or after the reply's ``retry_after`` (up to ``MAX_RETRY_AFTER``;
+  a longer wait fails the batch instead). The same batch (same body, same uuid) is resent.
+- halting: ``stop_credentials`` and ``stop_daily_limit`` stop the whole run, as does ``halt()``
+  (Ctrl-C, SIGTERM): every later batch is ``not_sent`` rather than spent against the daily budget.
+- the quota hooks: ``before_request`` is asked before every attempt (False: today's budget is
+  used up, the run stops), ``on_count`` hears the far side's own request count.
+- bounded concurrency (``deliver``): at most ``concurrency`` requests in flight while reading goes on.
+
+Nothing here sees a token: errors are named by class ("Timeout", "Connection error") and the
+transport's verdict, whose ``detail`` the transport has redacted.
 """
 
 from __future__ import annotations
 
 import email.utils
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from tenacity import (
@@ -34,15 +41,46 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from .. import __version__
-from ..config import Connector
-from ..model import DELIVERED, FAILED, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT, Batch, Result
-
-logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs at INFO
-logging.getLogger("httpcore").setLevel(logging.WARNING)
+from ..model import DELIVERED, FAILED, NOT_SENT, STOP_CREDENTIALS, STOP_DAILY_LIMIT, Batch, Profile, Reject, Result
 
 MAX_RETRY_AFTER = 120.0  # seconds; a longer Retry-After fails the batch (retry it later)
-COUNT_HEADER = "X-Clang-Request-Count"
+
+Reply = TypeVar("Reply")
+
+
+class Kind(StrEnum):
+    """What a reply means for its batch (and maybe for the run)."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # worth another attempt; if none is left, the batch failed
+    FAILED = "failed"  # final for this batch
+    STOP_CREDENTIALS = "stop_credentials"  # the batch failed and the run stops: the far side refuses us
+    STOP_DAILY_LIMIT = "stop_daily_limit"  # the batch was not processed and the run stops: budget used up
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A transport's reading of one reply: the ``Result`` fields the deliverer cannot know itself."""
+
+    kind: Kind
+    status: int | None = None  # the reply's status code, for the report
+    error: str | None = None  # "HTTP 500", ...; None when delivered
+    detail: str | None = None  # a snippet of the reply, redacted of any secret
+    retry_after: float | None = None  # seconds the far side asks to wait before another attempt
+    request_count: int | None = None  # the far side's own count of today's requests
+    hint: str | None = None  # stop_daily_limit: what the far side said about when to come back
+
+
+class Transport(Protocol[Reply]):
+    """One far side's dialect. ``attempt`` raises ``httpx.TransportError`` when no reply came."""
+
+    def encode(self, profiles: list[Profile], first_index: int) -> tuple[list[Batch], list[Reject]]: ...
+
+    def attempt(self, batch: Batch) -> Reply: ...
+
+    def classify(self, reply: Reply) -> Verdict: ...
+
+    def close(self) -> None: ...
 
 
 class _NotMade(Exception):
@@ -51,14 +89,6 @@ class _NotMade(Exception):
 
 def redact(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
-
-
-@dataclass
-class _Reply:
-    status: int
-    retry_after: float | None
-    detail: str | None
-    request_count: int | None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -74,81 +104,51 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class Sender:
-    """Posts batches to one connector's endpoint. Thread-safe; one connection pool."""
+class Deliverer:
+    """Sends batches through one transport with retries; halts the run when told to. Thread-safe."""
 
     def __init__(
         self,
-        connector: Connector,
+        transport: Transport[Any],
         *,
-        transport: httpx.BaseTransport | None = None,
+        concurrency: int,
+        retries: int,
+        backoff: float,
         sleep: Callable[[float], None] = time.sleep,
-        concurrency: int | None = None,
         before_request: Callable[[], bool] | None = None,
         on_count: Callable[[int], None] | None = None,
     ) -> None:
-        self.connector = connector
+        self.transport = transport
+        self.concurrency = concurrency
+        self.retries = retries
         self._before_request = before_request
         self._on_count = on_count
-        self._token = connector.token.get_secret_value()
-        self.concurrency = concurrency or connector.concurrency
-        headers = {"Content-Type": "application/json", "User-Agent": f"canopycli/{__version__}"}
-        params = {}
-        if connector.auth == "bearer":
-            headers["Authorization"] = f"Bearer {self._token}"
-        else:
-            params["token"] = self._token
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        # parsed once, not on every request (httpx parses a str URL and merges client params each time)
-        self._url = httpx.URL(connector.endpoint).copy_merge_params(params)
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(connector.timeout),
-            limits=limits,
-            transport=transport,
-            follow_redirects=False,
-            trust_env=False,
-        )
         self._sleep = sleep
         self._lock = threading.Lock()
         self.stop_reason: str | None = None
         self.retry_hint: str | None = None
-        self.backoff = wait_exponential_jitter(
-            multiplier=connector.backoff, max=max(connector.backoff * 32, 0.001), jitter=connector.backoff
-        )
+        self.backoff = wait_exponential_jitter(multiplier=backoff, max=max(backoff * 32, 0.001), jitter=backoff)
 
-    # -- one request --------------------------------------------------------------------
+    # -- one attempt --------------------------------------------------------------------
 
-    def _post(self, batch: Batch) -> _Reply:
+    def _attempt(self, batch: Batch) -> Verdict:
         if self.stop_reason is not None or (self._before_request is not None and not self._before_request()):
             raise _NotMade
-        r = self._client.post(self._url, content=batch.body)
-        count = r.headers.get(COUNT_HEADER)
-        # ASCII digits only: isdigit() alone takes "²", which int() refuses (as it does 5,000 digits)
-        count = count if count and count.isascii() and count.isdigit() and len(count) < 19 else None
-        if count and self._on_count is not None:
-            self._on_count(int(count))
-        detail = None
-        if r.status_code >= 300:
-            text = r.text[:300].strip().replace("\n", " ")
-            detail = redact(text, self._token) or None
-        return _Reply(
-            r.status_code,
-            parse_retry_after(r.headers.get("Retry-After")),
-            detail,
-            int(count) if count and count.isdigit() else None,
-        )
+        verdict = self.transport.classify(self.transport.attempt(batch))
+        if verdict.request_count is not None and self._on_count is not None:
+            self._on_count(verdict.request_count)
+        return verdict
 
     @staticmethod
-    def _retryable(reply: _Reply) -> bool:
-        return reply.status == 408 or reply.status >= 500
+    def _again(verdict: Verdict) -> bool:
+        return verdict.kind is Kind.RETRY
 
     def _wait(self, state: RetryCallState) -> float:
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
             after = outcome.result().retry_after
             if after is not None:
-                return after
+                return float(after)
         return float(self.backoff(state))
 
     # -- one batch, with retries ----------------------------------------------------------
@@ -157,16 +157,16 @@ class Sender:
         if self.stop_reason is not None:
             return Result(batch, NOT_SENT)
         retrying = Retrying(
-            stop=stop_any(stop_after_attempt(self.connector.retries + 1), _StopWhenHalted(self)),
+            stop=stop_any(stop_after_attempt(self.retries + 1), _StopWhenHalted(self)),
             wait=self._wait,
             retry=retry_if_exception_type((httpx.TimeoutException, httpx.TransportError))
-            | retry_if_result(self._retryable),
+            | retry_if_result(self._again),
             sleep=self._sleep,
             retry_error_callback=lambda state: state,
             reraise=False,
         )
         try:
-            got: Any = retrying(self._post, batch)
+            got: Any = retrying(self._attempt, batch)
         except _NotMade:
             if self.stop_reason is None:
                 self._halt(STOP_DAILY_LIMIT)
@@ -174,26 +174,28 @@ class Sender:
             error = "Daily limit" if self.stop_reason == STOP_DAILY_LIMIT else None
             return Result(batch, NOT_SENT, None, made, error)
         attempts = retrying.statistics.get("attempt_number", 1)
-        if isinstance(got, RetryCallState):  # gave up: last outcome was retryable
+        if isinstance(got, RetryCallState):  # gave up: the last outcome was worth another attempt
             if got.outcome is None:
                 return Result(batch, NOT_SENT)
             if got.outcome.failed:
                 exc = got.outcome.exception()
                 err = "Timeout" if isinstance(exc, httpx.TimeoutException) else "Connection error"
-                return Result(batch, FAILED, None, attempts, err, redact(type(exc).__name__, self._token))
+                return Result(batch, FAILED, None, attempts, err, type(exc).__name__)
             got = got.outcome.result()
-        reply: _Reply = got
-        if 200 <= reply.status < 300:
-            return Result(batch, DELIVERED, reply.status, attempts, None, None, reply.request_count)
-        if reply.status in (401, 403):
+        return self._result(batch, got, attempts)
+
+    def _result(self, batch: Batch, v: Verdict, attempts: int) -> Result:
+        if v.kind is Kind.DELIVERED:
+            return Result(batch, DELIVERED, v.status, attempts, None, None, v.request_count)
+        if v.kind is Kind.STOP_CREDENTIALS:
             self._halt(STOP_CREDENTIALS)
-        elif reply.status == 429:
-            # Deployteq did not process it: the profiles are not sent (and can be sent later).
+        elif v.kind is Kind.STOP_DAILY_LIMIT:
+            # The far side did not process it: the profiles are not sent (and can be sent later).
             self._halt(STOP_DAILY_LIMIT)
-            if reply.retry_after is not None:
-                self.retry_hint = f"the webhook asks to wait {int(reply.retry_after)} s"
-            return Result(batch, NOT_SENT, 429, attempts, "HTTP 429", reply.detail, reply.request_count)
-        return Result(batch, FAILED, reply.status, attempts, f"HTTP {reply.status}", reply.detail, reply.request_count)
+            if v.hint is not None:
+                self.retry_hint = v.hint
+            return Result(batch, NOT_SENT, v.status, attempts, v.error, v.detail, v.request_count)
+        return Result(batch, FAILED, v.status, attempts, v.error, v.detail, v.request_count)
 
     def _halt(self, reason: str) -> None:
         with self._lock:
@@ -205,9 +207,9 @@ class Sender:
         self._halt(reason)
 
     def close(self) -> None:
-        self._client.close()
+        self.transport.close()
 
-    def __enter__(self) -> Sender:
+    def __enter__(self) -> Deliverer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -215,13 +217,13 @@ class Sender:
 
 
 class _StopWhenHalted(stop_base):
-    """Give up retrying once the run has stopped, or when Retry-After asks for too long a wait."""
+    """Give up retrying once the run has stopped, or when the reply asks for too long a wait."""
 
-    def __init__(self, sender: Sender) -> None:
-        self.sender = sender
+    def __init__(self, deliverer: Deliverer) -> None:
+        self.deliverer = deliverer
 
     def __call__(self, state: RetryCallState) -> bool:
-        if self.sender.stop_reason is not None:
+        if self.deliverer.stop_reason is not None:
             return True
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
@@ -231,24 +233,24 @@ class _StopWhenHalted(stop_base):
         return False
 
 
-def deliver(batches: Iterable[Batch], sender: Sender, on_result: Callable[[Result], None]) -> None:
-    """Send batches with at most ``sender.concurrency`` requests in flight, while reading goes on.
+def deliver(batches: Iterable[Batch], deliverer: Deliverer, on_result: Callable[[Result], None]) -> None:
+    """Send batches with at most ``deliverer.concurrency`` requests in flight, while reading goes on.
 
-    Once the sender has stopped (429, bad credentials, interrupt), the remaining batches are
+    Once the deliverer has stopped (429, bad credentials, interrupt), the remaining batches are
     still drawn from ``batches`` (so every input row is read and accounted for) and reported
     as not sent.
     """
-    limit = sender.concurrency
+    limit = deliverer.concurrency
     inflight: set[Future[Result]] = set()
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="canopycli-send") as pool:
         try:
             for batch in batches:
-                if sender.stop_reason is not None:
+                if deliverer.stop_reason is not None:
                     on_result(Result(batch, NOT_SENT))
                     continue
                 while len(inflight) >= limit:
                     done, inflight = _settle(inflight, on_result)
-                inflight.add(pool.submit(sender.send, batch))
+                inflight.add(pool.submit(deliverer.send, batch))
             while inflight:
                 _, inflight = _settle(inflight, on_result)
         finally:

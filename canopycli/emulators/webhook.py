@@ -3,9 +3,10 @@
 For trying canopycli and for tests, without credentials or quota. It checks the token
 (``?token=`` or ``Authorization: Bearer``; 401 otherwise), validates the body strictly (400 with
 the reason), counts requests per day (429 past ``daily_limit``, ``X-Clang-Request-Count`` on
-every answer), drops a batch uuid it already accepted (200, counted as a duplicate), records
-accepted batches as JSONL, and can inject faults: random 500s, a fixed number of first
-failures, dropped connections, latency and responses slower than the client's timeout.
+every answer), drops a batch uuid it already accepted (200, counted as a duplicate), and
+records accepted batches as JSONL. It is routes on the generic ``server.LoopbackServer``, which
+injects the faults: random 500s, a fixed number of first failures, dropped connections, latency
+and responses slower than the client's timeout.
 
 Control endpoints (no token): ``GET /_sandbox/stats``, ``POST /_sandbox/next-day``.
 """
@@ -14,21 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
-import random
 import re
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import msgspec
 import orjson
 
-from ..config import MAX_BATCH, MAX_BODY_BYTES, is_loopback
+from ..config import MAX_BATCH, MAX_BODY_BYTES
 from ..errors import UsageError
+from .server import Faults, LoopbackServer, Request, Response, require_loopback
 
 RECEIVER_PATH = "/app/api/rest/public/v2/project/datahook/data-receiver/"
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -105,8 +102,24 @@ def validate_body(body: bytes | dict[str, Any]) -> str | None:
     return None
 
 
+# ``stats``, in the order ``snapshot()`` and the CLI show them (the server's own counters among them)
+STATS = (
+    "requests",
+    "today",
+    "accepted",
+    "duplicates",
+    "profiles",
+    "bad_request",
+    "unauthorized",
+    "limited",
+    "faults",
+    "dropped",
+    "slow",
+)
+
+
 class Sandbox:
-    """The emulator; use as a context manager, or ``start()`` / ``stop()``."""
+    """The emulator; use as a context manager, or ``start()`` / ``stop()`` (``serve()`` in the foreground)."""
 
     def __init__(
         self,
@@ -127,68 +140,68 @@ class Sandbox:
         seed: int | None = None,
         max_requests: int | None = None,
     ) -> None:
-        if not is_loopback(host):
-            raise UsageError(f"the sandbox binds to loopback only; {host!r} is not a loopback address")
+        require_loopback(host, "sandbox")
         if not token:
             raise UsageError("the sandbox needs a token (pass --token or set CANOPY_TOKEN)")
         self.token = token
         self.webhook_id = webhook_id
         self.daily_limit = daily_limit
-        self.fail_rate, self.fail_first, self.drop_rate = fail_rate, fail_first, drop_rate
-        self.fail_requests = fail_requests or set()
-        self.slow_rate, self.slow_seconds, self.latency = slow_rate, slow_seconds, latency
         self.record_path = Path(record) if record else None
-        self.max_requests = max_requests
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
         self._seen_uuids: set[str] = set()
         self.day = dt.datetime.now(dt.UTC).date().isoformat()
-        self.stats: dict[str, int] = dict.fromkeys(
-            (
-                "requests",
-                "today",
-                "accepted",
-                "duplicates",
-                "profiles",
-                "bad_request",
-                "unauthorized",
-                "limited",
-                "faults",
-                "dropped",
-                "slow",
-            ),
-            0,
-        )
         self.attempts_by_uuid: dict[str, int] = {}
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        faults = Faults(
+            fail_rate=fail_rate,
+            fail_first=fail_first,
+            fail_requests=frozenset(fail_requests or ()),
+            drop_rate=drop_rate,
+            slow_rate=slow_rate,
+            slow_seconds=slow_seconds,
+            latency=latency,
+        )
+        self.server = server = LoopbackServer(
+            host=host,
+            port=port,
+            faults=faults,
+            seed=seed,
+            max_requests=max_requests,
+            counters=STATS,
+            headers=lambda: {"X-Clang-Request-Count": str(self.stats["today"])},
+            name="sandbox",
+        )
+        self.stats = server.stats
+        self._lock = server.lock
+        server.route("GET", "/_sandbox/stats", lambda _: Response(200, self.snapshot()))
+        server.route("POST", "/_sandbox/next-day", self._next_day)
+        server.api("POST", RECEIVER_PATH, self._receive, check=self._check, admit=self._admit, prefix=True)
+        server.route("POST", "", lambda _: Response(400, {"error": "unsupported API call"}), prefix=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self.server.port
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.base_url
 
     @property
     def endpoint(self) -> str:
         return f"{self.base_url}{RECEIVER_PATH}{self.webhook_id}"
 
     def start(self) -> Sandbox:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="canopycli-sandbox", daemon=True)
-        self._thread.start()
+        self.server.start()
         return self
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        self.server.serve_forever()
+
+    def serve(self, duration: float | None = None) -> None:
+        """Block until ``max_requests`` stops the sandbox, ``duration`` seconds pass, or Ctrl-C
+        (starting it if it is not running); ``stop()`` closes it."""
+        self.server.serve(duration)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self.server.stop()
 
     def __enter__(self) -> Sandbox:
         return self.start()
@@ -201,7 +214,11 @@ class Sandbox:
             self.stats["today"] = 0
             self.day = (dt.date.fromisoformat(self.day) + dt.timedelta(days=1)).isoformat()
 
-    # -- the request logic, kept apart from HTTP plumbing ----------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.stats, "day": self.day, "unique_uuids": len(self._seen_uuids)}
+
+    # -- the receiver: the steps of an API call on the server (see server.py) ----------------
 
     def authorized(self, query: str, authorization: str | None) -> bool:
         given = parse_qs(query).get("token", [""])[0]
@@ -209,50 +226,43 @@ class Sandbox:
             given = authorization[len("Bearer ") :]
         return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
-    def handle(self, body: bytes) -> tuple[int, dict[str, Any], str | None]:
-        """Status, JSON answer and the fault to act on (``drop`` / ``slow``) for an authorized POST."""
-        parsed: Body | None = None
-        problem = None
+    def _check(self, req: Request) -> Response | None:
+        """Before anything is counted: the token; then the body is parsed (outside the lock)."""
+        if not self.authorized(req.query, req.headers.get("Authorization")):
+            with self._lock:
+                self.stats["unauthorized"] += 1
+            return Response(401, {"error": "authentication failed: token or user invalid"})
         try:
-            parsed = parse_body(body)
+            parsed: Body | None = parse_body(req.body)
         except ValueError as e:
-            problem = str(e)
-        uuid = parsed.uuid if parsed is not None else _uuid_of(body)
-        with self._lock:
-            if isinstance(uuid, str):  # every attempt, failed or not: tests compare with the client's count
-                self.attempts_by_uuid[uuid] = self.attempts_by_uuid.get(uuid, 0) + 1
-            self.stats["requests"] += 1
-            self.stats["today"] += 1
-            n = self.stats["requests"]
-            over = self.daily_limit is not None and self.stats["today"] > self.daily_limit
-            if over:
-                self.stats["limited"] += 1
-                return 429, {"error": "daily limit reached"}, None
-            if n <= self.fail_first or n in self.fail_requests:
-                self.stats["faults"] += 1
-                return 500, {"error": "injected failure"}, None
-            roll = self._random.random()
-            if roll < self.drop_rate:
-                self.stats["dropped"] += 1
-                return 0, {}, "drop"
-            slow = roll < self.drop_rate + self.slow_rate
-            if slow:
-                self.stats["slow"] += 1
-            elif self._random.random() < self.fail_rate:
-                self.stats["faults"] += 1
-                return 500, {"error": "injected failure"}, None
-        if len(body) > MAX_BODY_BYTES:
+            parsed = None
+            req.note["problem"] = str(e)
+        req.note["body"] = parsed
+        req.note["uuid"] = parsed.uuid if parsed is not None else _uuid_of(req.body)
+        return None
+
+    def _admit(self, req: Request) -> Response | None:
+        """Under the server's lock, once counted: the attempt per uuid, and the daily limit."""
+        uuid = req.note["uuid"]
+        if isinstance(uuid, str):  # every attempt, failed or not: tests compare with the client's count
+            self.attempts_by_uuid[uuid] = self.attempts_by_uuid.get(uuid, 0) + 1
+        self.stats["today"] += 1
+        if self.daily_limit is not None and self.stats["today"] > self.daily_limit:
+            self.stats["limited"] += 1
+            return Response(429, {"error": "daily limit reached"})
+        return None
+
+    def _receive(self, req: Request) -> Response:
+        parsed: Body | None = req.note["body"]
+        if len(req.body) > MAX_BODY_BYTES:
             with self._lock:
                 self.stats["bad_request"] += 1
-            return 400, {"error": f"message larger than {MAX_BODY_BYTES} bytes"}, None
+            return Response(400, {"error": f"message larger than {MAX_BODY_BYTES} bytes"})
         if parsed is None:
             with self._lock:
                 self.stats["bad_request"] += 1
-            return 400, {"error": problem}, None
-        status, answer = self._accept(parsed, body)
-        # slow: processed, but answered only after slow_seconds (past the client's timeout), so
-        # the client retries the same uuid and the duplicate is dropped here.
-        return status, answer, "slow" if slow else None
+            return Response(400, {"error": req.note["problem"]})
+        return Response(*self._accept(parsed, req.body))
 
     def _accept(self, parsed: Body, body: bytes) -> tuple[int, dict[str, Any]]:
         uuid = parsed.uuid
@@ -269,67 +279,6 @@ class Sandbox:
                     fh.write(body.replace(b"\n", b" ") + b"\n")
         return 200, {"status": "ok", "uuid": uuid, "profiles": profiles}
 
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {**self.stats, "day": self.day, "unique_uuids": len(self._seen_uuids)}
-
-
-def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "canopycli-sandbox"
-        # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm and the
-        # client's delayed ACK stall every answer for ~40 ms.
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: never log URLs (tokens)
-            pass
-
-        def _answer(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("X-Clang-Request-Count", str(sandbox.stats["today"]))
-            try:
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client gave up (timeout); nothing to tell it
-
-        def do_GET(self) -> None:  # noqa: N802
-            if urlsplit(self.path).path == "/_sandbox/stats":
-                self._answer(200, sandbox.snapshot())
-            else:
-                self._answer(404, {"error": "not found"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            if url.path == "/_sandbox/next-day":
-                sandbox.next_day()
-                self._answer(200, sandbox.snapshot())
-                return
-            if not url.path.startswith(RECEIVER_PATH):
-                self._answer(400, {"error": "unsupported API call"})
-                return
-            if not sandbox.authorized(url.query, self.headers.get("Authorization")):
-                with sandbox._lock:
-                    sandbox.stats["unauthorized"] += 1
-                self._answer(401, {"error": "authentication failed: token or user invalid"})
-                return
-            if sandbox.latency:
-                time.sleep(sandbox.latency)
-            status, payload, fault = sandbox.handle(body)
-            if fault == "drop":
-                self.close_connection = True
-                return  # no response at all: the client sees a dropped connection
-            if fault == "slow":
-                time.sleep(sandbox.slow_seconds)
-            self._answer(status, payload)
-            mr = sandbox.max_requests
-            if mr is not None and sandbox.stats["requests"] >= mr:
-                threading.Thread(target=sandbox._server.shutdown, daemon=True).start()
-
-    return Handler
+    def _next_day(self, _: Request) -> Response:
+        self.next_day()
+        return Response(200, self.snapshot())

@@ -21,11 +21,12 @@ from typing import Any, cast
 import orjson
 
 from ..config import Segment
+from ..deployteq.webhook import Encoder
 from ..errors import InputError, MassRemovalError, StateError
 from ..model import Batch, Profile, Reject
 from ..store.baseline import DIGEST_BYTES, Snapshot, Staged
 from ..store.portable import describe
-from .batch import Encoder, batches
+from .batch import batches
 from .normalize import Normalizer
 from .read import Source, Unreadable
 from .report import RejectsWriter, Report

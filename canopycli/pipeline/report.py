@@ -2,7 +2,7 @@
 
 ``rows_read = rows_rejected + rows_duplicate + profiles_delivered + profiles_failed
 + profiles_not_sent (+ profiles_unchanged for sync)``: ``Report.check`` asserts it.
-Rendering: a rich table on stdout for people, ``to_json`` for machines, and a rejects CSV.
+Output: ``to_json`` for machines and a rejects CSV (the table for people is drawn by ``cli.render``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import ExitCode
 from ..model import (
@@ -225,60 +223,6 @@ class Report:
 
     def write_json(self, path: str | Path) -> None:
         Path(path).write_bytes(orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
-
-    # -- for people ------------------------------------------------------------------------
-
-    def render(self, console: Console) -> None:
-        title = f"{self.command} {self.segment} via {self.connector}" + (" (dry run)" if self.dry_run else "")
-        if self.run_id:
-            title += f"  run {self.run_id}"
-        table = make_table(console, title=title)
-        for col, just in (
-            ("Outcome", "left"),
-            ("Class", "left"),
-            ("Meaning", "left"),
-            ("Batches", "right"),
-            ("Profiles", "right"),
-        ):
-            table.add_column(col, justify=just)  # type: ignore[arg-type]
-        for g in self.outcomes():
-            table.add_row(g["outcome"], g["error_class"], g["meaning"], f"{g['batches']:,}", f"{g['profiles']:,}")
-        if not self.batches:
-            table.add_row("-", "-", "no batches: nothing to send", "0", "0")
-        console.print(table)
-        counts = Table(show_header=False, box=None, pad_edge=False)
-        counts.add_column(justify="left")
-        counts.add_column(justify="right")
-        rows = [
-            ("rows read", self.rows_read),
-            ("rows rejected", self.rows_rejected),
-            ("rows duplicate", self.rows_duplicate),
-        ]
-        if self.profiles_unchanged is not None:
-            rows.append(("profiles unchanged (not sent)", self.profiles_unchanged))
-        rows += [
-            ("profiles delivered", self.profiles_delivered),
-            ("profiles failed", self.profiles_failed),
-            ("profiles not sent", self.profiles_not_sent),
-            ("requests", self.requests),
-        ]
-        if self.profiles_unchanged is not None:  # REMOVED profiles come from the baseline, not from rows
-            rows[-1:-1] = [
-                ("removals delivered", self.removals_delivered),
-                ("removals failed", self.removals_failed),
-                ("removals not sent", self.removals_not_sent),
-            ]
-        for label, n in rows:
-            counts.add_row(label, f"{n:,}")
-        console.print(counts)
-
-
-def make_table(console: Console, **options: Any) -> Table:
-    """A table for ``console``: box drawing on a terminal, plain aligned text when piped (cron mail, logs)."""
-    options.setdefault("title_justify", "left")
-    if not console.is_terminal:
-        options.setdefault("box", None)
-    return Table(**options)
 
 
 def _class(b: BatchRow) -> str:

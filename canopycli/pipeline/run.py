@@ -23,8 +23,9 @@ from typing import Any, Protocol
 import httpx
 
 from ..config import Resolved, Segment, redact_url
-from ..deployteq.deliver import Sender, deliver
+from ..deployteq.deliver import Deliverer, deliver
 from ..deployteq.quota import DailyQuota, requests_needed, retry_when
+from ..deployteq.webhook import Encoder, WebhookTransport
 from ..errors import CanopyError, InputError, StateError
 from ..model import (
     DONE,
@@ -45,7 +46,7 @@ from ..store import Store
 from ..store.baseline import moves
 from ..store.locks import SegmentLock, state_dir
 from ..store.runs import RunRow
-from .batch import Encoder, Seen, batches
+from .batch import Seen, batches
 from .diff import SyncPipeline, baseline_changes, scope_of
 from .normalize import Normalizer
 from .read import Source, Unreadable, fingerprint, open_source
@@ -79,7 +80,7 @@ class Cancel:
 
     def __init__(self) -> None:
         self.reason: str | None = None
-        self.sender: Sender | None = None
+        self.sender: Deliverer | None = None
 
     def set(self, reason: str) -> None:
         if self.reason is None:
@@ -92,7 +93,7 @@ ProgressHook = Callable[[Report], None]
 
 
 @dataclass
-class Transport:
+class Wiring:
     """How requests go out: injectable for tests (``httpx.MockTransport``) and fake sleeps."""
 
     transport: httpx.BaseTransport | None = None
@@ -242,7 +243,7 @@ def run_push(
     opts: PushOptions,
     *,
     sync: SyncOptions | None = None,
-    transport: Transport | None = None,
+    transport: Wiring | None = None,
     progress: ProgressHook | None = None,
     cancel: Cancel | None = None,
 ) -> Report:
@@ -357,7 +358,7 @@ def run_retry(
     resolved_for: Callable[[RunRow], Resolved],
     opts: PushOptions,
     *,
-    transport: Transport | None = None,
+    transport: Wiring | None = None,
     progress: ProgressHook | None = None,
     cancel: Cancel | None = None,
 ) -> Report:
@@ -469,14 +470,14 @@ def _drive(
     quota: DailyQuota,
     stream: Iterable[Batch],
     report: Report,
-    transport: Transport | None,
+    transport: Wiring | None,
     progress: ProgressHook | None,
     cancel: Cancel | None,
     stage: Stage | None,
     scope: str | None = None,
 ) -> None:
     """Send ``stream`` and record every outcome; ``scope``: the sync baseline that acks move."""
-    t = transport or Transport()
+    t = transport or Wiring()
     cancel = cancel or Cancel()
 
     def until_cancelled(it: Iterable[Batch]) -> Iterator[Batch]:
@@ -499,11 +500,14 @@ def _drive(
         if progress is not None:
             progress(report)
 
-    sender = Sender(
-        resolved.connector,
-        transport=t.transport,
+    conn = resolved.connector
+    concurrency = opts.concurrency or conn.concurrency
+    sender = Deliverer(
+        WebhookTransport(conn, transport=t.transport, concurrency=concurrency),
+        concurrency=concurrency,
+        retries=conn.retries,
+        backoff=conn.backoff,
         sleep=t.sleep,
-        concurrency=opts.concurrency,
         before_request=quota.take,
         on_count=quota.observe,
     )

@@ -1,0 +1,146 @@
+"""sandbox and demo: the local emulator of the webhook receiver, and a push to it with the sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import Config, Connector, Param, Segment, resolve
+from ..emulators.webhook import Sandbox
+from ..errors import UsageError
+from ..pipeline.run import PushOptions, run_push
+from .core import ProgressView, app, handle_errors, say
+from .options import QuietOpt, ReportOpt
+from .push import check_outputs, finish
+
+
+@app.command()
+@handle_errors
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8042,
+    token: Annotated[
+        str | None, typer.Option(help="Token to accept. Default: $CANOPY_TOKEN, else a new random one.")
+    ] = None,
+    daily_limit: Annotated[int, typer.Option(help="Requests per day before 429 (0: no limit).")] = 50_000,
+    fail_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of requests answered 500.")] = 0.0,
+    fail_first: Annotated[int, typer.Option(min=0, help="Answer the first N requests with 500.")] = 0,
+    fail_requests: Annotated[str, typer.Option(help="Answer these requests (1-based, like 2,5) with 500.")] = "",
+    drop_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of requests whose connection is dropped.")
+    ] = 0.0,
+    slow_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of requests answered only after --slow-seconds.")
+    ] = 0.0,
+    slow_seconds: Annotated[float, typer.Option(min=0, help="Delay for --slow-rate requests.")] = 35.0,
+    latency: Annotated[float, typer.Option(min=0, help="Seconds added to every request.")] = 0.0,
+    record: Annotated[Path | None, typer.Option(help="Append accepted batches to this JSONL file.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the injected faults (reproducible runs).")] = None,
+    max_requests: Annotated[int | None, typer.Option(min=1, help="Stop after this many requests.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+) -> None:
+    """Run a local emulator of the Deployteq webhook receiver on 127.0.0.1."""
+    tok = token or os.environ.get("CANOPY_TOKEN") or secrets.token_urlsafe(24)
+    sb = Sandbox(
+        tok,
+        port=port,
+        daily_limit=daily_limit or None,
+        fail_rate=fail_rate,
+        fail_first=fail_first,
+        fail_requests=_numbers(fail_requests),
+        drop_rate=drop_rate,
+        slow_rate=slow_rate,
+        slow_seconds=slow_seconds,
+        latency=latency,
+        record=record,
+        seed=seed,
+        max_requests=max_requests,
+    )
+    typer.echo(f"endpoint: {sb.endpoint}")
+    if not (token or os.environ.get("CANOPY_TOKEN")):
+        typer.echo(f"token: {tok}  (sandbox only; export CANOPY_TOKEN={tok} and use token: ${{CANOPY_TOKEN}})")
+    typer.echo(f"stats: {sb.base_url}/_sandbox/stats", err=True)
+    sys.stdout.flush()
+    sb.start()
+    try:
+        sb.serve(duration)  # until --max-requests, --duration or Ctrl-C
+    finally:
+        sb.stop()
+        typer.echo(f"sandbox stopped: {json.dumps(sb.snapshot())}", err=True)
+
+
+def _numbers(text: str) -> set[int]:
+    try:
+        return {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise UsageError(f"--fail-requests takes request numbers like 2,5, got {text!r}") from None
+
+
+DEMO_PARAMS = [
+    Param(name="firstName", column="first_name"),
+    Param(name="city"),
+    Param(name="gender", type="gender"),
+    Param(name="newsletter", type="optin"),
+    Param(name="birthDate", column="birth_date", type="date"),
+]
+
+
+@app.command()
+@handle_errors
+def demo(
+    quiet: QuietOpt = False,
+    report_json: ReportOpt = None,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", metavar="", help="Keep the demo's folder (what the sandbox received, rejected rows)."),
+    ] = False,
+) -> None:
+    """Push the packaged sample segment to a built-in sandbox: no config, no credentials."""
+    check_outputs(report_json)
+    workdir = Path(tempfile.mkdtemp(prefix="canopycli-demo-"))
+    try:
+        _demo(workdir, quiet, report_json, keep)
+    finally:
+        if not keep:  # the rejects file holds the sample's raw addresses: leave nothing behind
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _demo(workdir: Path, quiet: bool, report_json: Path | None, keep: bool) -> None:
+    recording = workdir / "received.jsonl"
+    rejects = workdir / "rejects.csv"
+    token = secrets.token_urlsafe(24)
+    if not quiet:
+        fate = "kept (--keep)" if keep else "removed when the demo ends (--keep keeps it)"
+        say(f"demo: working in {workdir}, {fate}")
+    with Sandbox(token, port=0, record=recording) as sb:
+        resolved = resolve(demo_config(sb.endpoint, token), "WelcomeFlow", "(demo)")
+        sample = resources.files("canopycli") / "data" / "sample_segment.csv"
+        with resources.as_file(sample) as sample_path:
+            if not quiet:
+                say(f"demo: pushing {sample_path.name} to a sandbox webhook at {sb.endpoint}")
+            opts = PushOptions(str(sample_path), rejects=rejects, state_dir=workdir / "state")
+            with ProgressView(quiet, "demo") as progress:
+                report = run_push(resolved, opts, progress=progress)
+        stats = sb.snapshot()
+    accepted = f"The sandbox accepted {stats['accepted']} batches ({stats['profiles']:,} profiles)"
+    after: tuple[str, ...]
+    if keep:
+        after = (f"{accepted}, recorded in {recording}", f"Rejected rows, with line numbers and reasons: {rejects}")
+    else:
+        after = (f"{accepted}. Run `canopycli demo --keep` to keep what it received and the rejected rows.",)
+    finish(report, report_json, quiet, rejects if keep else None, after, None if keep else "--keep keeps them all")
+
+
+def demo_config(endpoint: str, token: str) -> Config:
+    """The demo's config, in memory: one sandbox connector and the sample's segment."""
+    connector = Connector(endpoint=endpoint, token=token, identifier="hashed_email")  # type: ignore[arg-type]
+    segment = Segment(connector="sandbox", id_column="email", params=DEMO_PARAMS)
+    return Config(connectors={"sandbox": connector}, segments={"WelcomeFlow": segment})
