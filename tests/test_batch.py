@@ -6,7 +6,8 @@ import orjson
 
 from canopycli.emulators.webhook import validate_body
 from canopycli.model import Profile, Reject
-from canopycli.pipeline.batch import Encoder, Seen, batches
+from canopycli.pipeline.batch import Encoder, batches
+from canopycli.pipeline.dedupe import Seen
 
 
 def prof(i: int, pad: int = 0) -> Profile:

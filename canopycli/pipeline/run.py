@@ -43,7 +43,8 @@ from ..model import (
 from ..outputs import write_failed
 from ..store.journal import Journal, RunRow
 from ..store.locks import SegmentLock, state_dir
-from .batch import Encoder, Seen, batches
+from .batch import Encoder, batches
+from .dedupe import Seen
 from .diff import SyncPipeline, baseline_changes, scope_of
 from .normalize import Normalizer
 from .read import Source, Unreadable, fingerprint, open_source
