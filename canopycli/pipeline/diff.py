@@ -32,11 +32,12 @@ from ..config import Resolved, Segment
 from ..errors import DiskFullError, InputError, MassRemovalError, OutputError, StateError
 from ..model import Batch, Profile, Reject
 from ..outputs import check_file, reason
-from ..store.journal import Journal, now, sqlite_trouble
+from ..store.journal import Journal, RunRow, now, sqlite_trouble
 from .batch import Encoder, batches
 from .normalize import Normalizer
 from .read import Source, Unreadable, checked_lines
 from .report import RejectsWriter, Report
+from .stages import Effects, Resend
 
 DIGEST_BYTES = 16
 _SCRATCH_CACHE_KIB = 32768  # the diff's page cache: 32 MiB, whatever the size of the data
@@ -67,8 +68,49 @@ def baseline_changes(batch: Batch) -> list[tuple[str, bytes | None]]:
     return out
 
 
-class SyncPipeline:
-    """Stages the snapshot, diffs it, checks the removal share, then yields the change batches."""
+# The one statement of the baseline's store that an acknowledgement runs (``Journal._move_baseline``
+# until store/baseline.py has it): the move is appended, and folded into the baseline later.
+_MOVE = "INSERT INTO baseline_moves (scope, customer_id, digest) VALUES (?,?,?)"
+
+
+def baseline_moves(scope: str, batch: Batch) -> Effects:
+    """What acknowledging a sync batch does to the baseline, to run in the ack's transaction."""
+    moves = [(scope, cid, digest) for cid, digest in baseline_changes(batch)]
+
+    def move(conn: sqlite3.Connection) -> None:
+        conn.executemany(_MOVE, moves)
+
+    return move
+
+
+def resend(journal: Journal, run: RunRow, report: Report) -> Resend:
+    """Retry of a sync: its unacknowledged batches from the journal (the diff is not run again);
+    each one acknowledged moves the baseline as it would have in the run."""
+    scope = scope_of(run.connector, run.segment)
+
+    def after() -> None:
+        if not run.spool_complete or journal.bodiless(run.id):
+            report.retry_hint = "this sync was stopped mid-way: the next `canopycli sync` finds and sends the rest"
+        journal.fold_baseline(scope)
+
+    return Resend(
+        journal, run.id, stops_reading_on_cancel=False, on_ack=lambda b: baseline_moves(scope, b), after=after
+    )
+
+
+@dataclass
+class SyncOptions:
+    full: bool = False  # send the whole snapshot as NEW and rebuild the baseline
+    max_remove: float = 0.5  # refuse (exit 6) a snapshot that removes more than this share
+    force: bool = False  # ... unless forced
+
+
+class DiffStage:
+    """Sync's stage: stages the snapshot, diffs it, checks the removal share, then yields the
+    change batches; an acknowledged batch moves the baseline (``on_ack``)."""
+
+    command = "sync"
+    stops_reading_on_cancel = False  # the diff is done: the rest is journaled as not sent, for retry
 
     def __init__(
         self,
@@ -77,12 +119,10 @@ class SyncPipeline:
         source: Source,
         report: Report,
         rejects: RejectsWriter | None,
-        journal_path: Path,
-        scope: str,
-        *,
-        full: bool = False,
-        max_remove: float = 0.5,
-        force: bool = False,
+        journal: Journal,
+        connector: str,
+        segment_key: str,
+        options: SyncOptions,
     ) -> None:
         segment = Segment.model_validate(settings["segment"])
         self.normalizer = Normalizer(
@@ -94,19 +134,33 @@ class SyncPipeline:
         self.batch_size = settings["batch_size"]
         self.source, self.report, self.rejects = source, report, rejects
         self.segment_name = settings["segment_name"]
+        self.settings, self.endpoint, self.journal, self.options = settings, endpoint, journal, options
+        self.connector, self.segment_key = connector, segment_key
+        self.scope = scope_of(connector, segment_key)
+        self._db: sqlite3.Connection | None = None
+        report.profiles_unchanged = 0
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The diff's scratch database (opened by ``prepare``)."""
+        assert self._db is not None, "prepare() first"
+        return self._db
+
+    def prepare(self) -> None:
+        """Stage the snapshot and diff it against the acknowledged baseline (nothing is sent yet)."""
+        self.journal.fold_baseline(self.scope)  # the diff reads the baseline table directly
         # A private temporary file in SQLite's temporary folder ($SQLITE_TMPDIR, $TMPDIR, /var/tmp or
         # /tmp), created 0600 and unlinked at once by SQLite: nothing of it is left when closed.
-        self.db = sqlite3.connect("", isolation_level=None)
-        self.scope = scope
-        report.profiles_unchanged = 0
+        self._db = sqlite3.connect("", isolation_level=None)
+        opts = self.options
         try:
             self.db.execute(f"PRAGMA cache_size=-{_SCRATCH_CACHE_KIB}")
-            self.db.execute("ATTACH DATABASE ? AS j", (str(journal_path),))
-            if not full:
-                self._check_origin(endpoint, settings)
+            self.db.execute("ATTACH DATABASE ? AS j", (str(self.journal.path),))
+            if not opts.full:
+                self._check_origin(self.endpoint, self.settings)
             self._stage()
-            self._diff(full)
-            self._check_removals(max_remove, force)
+            self._diff(opts.full)
+            self._check_removals(opts.max_remove, opts.force)
         except sqlite3.Error as e:
             self.db.close()
             err = _scratch_error(e)
@@ -136,8 +190,24 @@ class SyncPipeline:
                 "or forget the baseline with: canopycli state reset",
             )
 
+    def begin(self, run_id: str) -> None:
+        """The run is journaled: earlier syncs' unsent batches are superseded (this diff replaces
+        them), --full empties the baseline, and the baseline records this run."""
+        j = self.journal
+        j.supersede(self.connector, self.segment_key)
+        if self.options.full:
+            j.replace_baseline(self.scope, iter(()))
+        j.touch_scope(self.scope, self.connector, self.segment_key, self.settings["identifier"], run_id)
+
+    def on_ack(self, batch: Batch) -> Effects:
+        return baseline_moves(self.scope, batch)
+
+    def finish(self) -> None:
+        self.journal.fold_baseline(self.scope)
+
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
 
     # -- staging and diff -------------------------------------------------------------------
 
@@ -245,7 +315,7 @@ class SyncPipeline:
 
     # -- the changes, as batches ----------------------------------------------------------
 
-    def needed_requests(self) -> int:
+    def requests_needed(self) -> int:
         return -(-(self.changed + self.removed) // self.batch_size)
 
     def _profiles(self) -> Iterator[Profile]:

@@ -80,6 +80,9 @@ CREATE TABLE IF NOT EXISTS batches (
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     body BLOB,
+    read_bytes INTEGER,  -- the input read when the batch was journaled: its length, its SHA-256
+    read_sha256 TEXT,    -- and the input's size then (a run killed mid-way: retry checks that prefix)
+    input_size INTEGER,
     PRIMARY KEY (run_id, idx)
 );
 CREATE TABLE IF NOT EXISTS requests (
@@ -304,6 +307,9 @@ class Journal:
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(batches)")}
             if "removals" not in cols:  # a journal from before sync
                 self.db.execute("ALTER TABLE batches ADD COLUMN removals INTEGER NOT NULL DEFAULT 0")
+            for col, kind in (("read_bytes", "INTEGER"), ("read_sha256", "TEXT"), ("input_size", "INTEGER")):
+                if col not in cols:  # a journal from before the input was read once
+                    self.db.execute(f"ALTER TABLE batches ADD COLUMN {col} {kind}")
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(scopes)")}
             for col in ("endpoint", "segment_name"):  # a journal from before 1.1
                 if col not in cols:
@@ -395,15 +401,20 @@ class Journal:
         self._x("UPDATE runs SET pid=?, status='running', finished=NULL WHERE id=?", (os.getpid(), run_id))
 
     @_guarded
-    def spooled(self, run_id: str, counts: dict[str, int | None], complete: bool) -> None:
+    def spooled(
+        self, run_id: str, counts: dict[str, int | None], complete: bool, input_sha256: str | None = None
+    ) -> None:
+        """``input_sha256``: of the whole input, once it has been read to the end."""
         self._x(
-            "UPDATE runs SET rows_read=?, rows_rejected=?, rows_duplicate=?, profiles_unchanged=?, spool_complete=? WHERE id=?",
+            "UPDATE runs SET rows_read=?, rows_rejected=?, rows_duplicate=?, profiles_unchanged=?, spool_complete=?,"
+            " input_sha256=COALESCE(?, input_sha256) WHERE id=?",
             (
                 counts["rows_read"],
                 counts["rows_rejected"],
                 counts["rows_duplicate"],
                 counts.get("profiles_unchanged"),
                 int(complete),
+                input_sha256,
                 run_id,
             ),
         )
@@ -467,16 +478,29 @@ class Journal:
     # -- batches ---------------------------------------------------------------------------
 
     @_guarded
-    def add_batch(self, run_id: str, batch: Batch) -> None:
+    def add_batch(self, run_id: str, batch: Batch, read: tuple[int, str, int | None] | None = None) -> None:
         """A batch about to be sent, without its body: the body is stored only if the batch ends
         unacknowledged (``record``). One killed in flight is rebuilt by ``retry`` from the input,
-        checked by its SHA-256 (push), or found again by the next diff (sync)."""
+        checked by its SHA-256 (push), or found again by the next diff (sync). ``read``: how much
+        of the input had been read (bytes, their SHA-256, the input's size), for that check."""
         t = now()
+        n, sha, size = read if read is not None else (None, None, None)
         self._x(
-            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, removals) VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.removals),
+            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, removals,"
+            " read_bytes, read_sha256, input_size) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.removals, n, sha, size),
         )
         self._sent = True  # from here on, it may be on the wire
+
+    @_guarded
+    def read_prefix(self, run_id: str) -> tuple[int, str, int | None] | None:
+        """How much of its input a run had read when it journaled its last batch (see ``add_batch``)."""
+        row = self._x(
+            "SELECT read_bytes, read_sha256, input_size FROM batches WHERE run_id=? AND read_sha256 IS NOT NULL"
+            " ORDER BY idx DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), row[2])
 
     @_guarded
     def bodiless(self, run_id: str) -> int:
@@ -501,6 +525,7 @@ class Journal:
         detail: str | None,
         baseline: tuple[str, list[tuple[str, bytes | None]]] | None = None,
         body: bytes | None = None,
+        effects: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         """A batch's outcome, in one transaction with the baseline move it implies (sync runs).
 
@@ -522,6 +547,8 @@ class Journal:
                 )
                 if state == SENT and baseline is not None:
                     self._move_baseline(*baseline)
+                if state == SENT and effects is not None:  # what the ack does besides (a stage's on_ack)
+                    effects(self.db)
                 self.db.execute("COMMIT")
             except BaseException:
                 self._rollback()
