@@ -6,8 +6,8 @@ gone as REMOVED (from the baseline, with no params), and an unchanged one not at
 The diff runs in a scratch SQLite database (a private temporary file) with the journal attached,
 so memory stays flat whatever the size of the snapshot or the baseline. The baseline stores one
 row per profile: the id and a 16-byte BLAKE2b digest of its params as sent. It moves only when
-the webhook acknowledges a batch (``Journal.record``), so a failed or unsent batch is simply
-found again by the next diff.
+the webhook acknowledges a batch (``DiffStage.on_ack``, in the transaction that records the ack),
+so a failed or unsent batch is simply found again by the next diff.
 """
 
 from __future__ import annotations

@@ -106,14 +106,14 @@ class FileSource:
     damage_fix: str | None = None
     compressed: bool = False
     _hashing: HashingReader | None = field(default=None, repr=False)  # None: stdin
-    _path: str | None = field(default=None, repr=False)  # the path as given (None: stdin)
+    _path: str | None = field(default=None, repr=False)  # the file's absolute path (None: stdin)
     _size: int | None = None
 
     def verify(self) -> None:
         """A .gz file is decompressed once without parsing, so a truncated or corrupt one is refused
         now; its exact line count then replaces the estimate. Nothing to do for other inputs."""
         if self.compressed and self._path is not None:
-            self.estimated_rows = max(whole_lines(self._path) - (1 if self.format == "csv" else 0), 0)
+            self.estimated_rows = max(whole_lines(self.name) - (1 if self.format == "csv" else 0), 0)
 
     def origin(self) -> Origin:
         h = self._hashing
@@ -121,8 +121,7 @@ class FileSource:
             return Origin(input="-", input_sha256=None, read_bytes=0, read_sha256=None, size=None)
         digest = h.hexdigest()
         whole = digest if h.at_end else None
-        path = str(Path(self._path).resolve())
-        return Origin(input=path, input_sha256=whole, read_bytes=h.count, read_sha256=digest, size=self._size)
+        return Origin(input=self._path, input_sha256=whole, read_bytes=h.count, read_sha256=digest, size=self._size)
 
     def close(self) -> None:
         if self._raw is sys.stdin.buffer:
@@ -200,7 +199,7 @@ def _open_stream(
     if fmt_ is None:  # stdin without --format: JSONL starts with '{'
         fmt_ = "jsonl" if head.lstrip(b"\xef\xbb\xbf \r\n\t").startswith(b"{") else "csv"
     estimate = estimate_rows(head, text_size, fmt_ == "csv")
-    path = shown if hashing is not None else None
+    path = str(Path(shown).resolve()) if hashing is not None else None
     source = FileSource(
         shown, fmt_, None, iter(()), None, stream, raw, estimate, None, None, compressed, hashing, path, size
     )

@@ -209,6 +209,7 @@ class Resend:
     moves, and a hint when the sync was stopped mid-way)."""
 
     command = "retry"
+    stops_reading_on_cancel = True
 
     def __init__(
         self,
