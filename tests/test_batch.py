@@ -7,7 +7,8 @@ import orjson
 from canopycli.deployteq.webhook import Encoder
 from canopycli.emulators.webhook import validate_body
 from canopycli.model import Profile, Reject
-from canopycli.pipeline.batch import Seen, batches
+from canopycli.pipeline.batch import batches
+from canopycli.pipeline.dedupe import Seen
 
 
 def prof(i: int, pad: int = 0) -> Profile:

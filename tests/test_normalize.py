@@ -23,7 +23,7 @@ from canopycli.pipeline.normalize import (
     email_is_valid,
     hashed_email,
 )
-from canopycli.pipeline.read import _jsonl_records
+from canopycli.pipeline.records import jsonl_records as _jsonl_records
 
 from .conftest import reject_of
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from canopycli.errors import InputError
-from canopycli.pipeline.read import Unreadable, fingerprint, open_source, sniff_delimiter
+from canopycli.pipeline.rawinput import whole_lines as fingerprint
+from canopycli.pipeline.read import Unreadable, open_source, sniff_delimiter
 
 
 def records(path: Path, **kw: str) -> list[tuple[int, object]]:

@@ -133,7 +133,7 @@ def test_the_sync_scratch_database_is_an_unlinked_owner_only_file_outside_the_st
     if not Path("/proc/self/fd").is_dir():
         pytest.skip("needs /proc")
     seen: list[tuple[str, int]] = []
-    check = sync_module.SyncPipeline._check_removals
+    check = sync_module.DiffStage._check_removals
 
     def look(self: Any, *args: Any) -> None:  # while the diff's scratch database is open
         for fd in os.listdir("/proc/self/fd"):
@@ -146,7 +146,7 @@ def test_the_sync_scratch_database_is_an_unlinked_owner_only_file_outside_the_st
                 seen.append((target, mode))
         check(self, *args)
 
-    monkeypatch.setattr(sync_module.SyncPipeline, "_check_removals", look)
+    monkeypatch.setattr(sync_module.DiffStage, "_check_removals", look)
     monkeypatch.setattr(sync_module, "_SCRATCH_CACHE_KIB", 16)  # spill to the file at once
     sb = sandbox()
     cfg = str(write_config(tmp_path / "c.yaml", sb.endpoint))

@@ -6,8 +6,8 @@ gone as REMOVED (from the baseline, with no params), and an unchanged one not at
 The diff runs in a scratch SQLite database (a private temporary file) with the journal attached,
 so memory stays flat whatever the size of the snapshot or the baseline. The baseline stores one
 row per profile: the id and a 16-byte BLAKE2b digest of its params as sent. It moves only when
-the webhook acknowledges a batch (``Runs.record``), so a failed or unsent batch is simply
-found again by the next diff.
+the webhook acknowledges a batch (``DiffStage.on_ack``, in the transaction that records the ack),
+so a failed or unsent batch is simply found again by the next diff.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -24,12 +24,15 @@ from ..config import Segment
 from ..deployteq.webhook import Encoder
 from ..errors import InputError, MassRemovalError, StateError
 from ..model import Batch, Profile, Reject
-from ..store.baseline import DIGEST_BYTES, Snapshot, Staged
+from ..store import Store as Journal
+from ..store.baseline import DIGEST_BYTES, Snapshot, Staged, moves
 from ..store.portable import describe
+from ..store.runs import RunRow
 from .batch import batches
 from .normalize import Normalizer
 from .read import Source, Unreadable
 from .report import RejectsWriter, Report
+from .stages import Effects, Resend
 
 _SCRATCH_CACHE_KIB = 32768  # the diff's page cache: 32 MiB, whatever the size of the data
 
@@ -58,8 +61,39 @@ def baseline_changes(batch: Batch) -> list[tuple[str, bytes | None]]:
     return out
 
 
-class SyncPipeline:
-    """Stages the snapshot, diffs it, checks the removal share, then yields the change batches."""
+def baseline_moves(scope: str, batch: Batch) -> Effects:
+    """What acknowledging a sync batch does to the baseline, to run in the ack's transaction."""
+    return moves(scope, baseline_changes(batch))
+
+
+def resend(journal: Journal, run: RunRow, report: Report) -> Resend:
+    """Retry of a sync: its unacknowledged batches from the journal (the diff is not run again);
+    each one acknowledged moves the baseline as it would have in the run."""
+    scope = scope_of(run.connector, run.segment)
+
+    def after() -> None:
+        if not run.spool_complete or journal.runs.bodiless(run.id):
+            report.retry_hint = "this sync was stopped mid-way: the next `canopycli sync` finds and sends the rest"
+        journal.baselines.fold(scope)
+
+    return Resend(
+        journal, run.id, stops_reading_on_cancel=False, on_ack=lambda b: baseline_moves(scope, b), after=after
+    )
+
+
+@dataclass
+class SyncOptions:
+    full: bool = False  # send the whole snapshot as NEW and rebuild the baseline
+    max_remove: float = 0.5  # refuse (exit 6) a snapshot that removes more than this share
+    force: bool = False  # ... unless forced
+
+
+class DiffStage:
+    """Sync's stage: stages the snapshot, diffs it, checks the removal share, then yields the
+    change batches; an acknowledged batch moves the baseline (``on_ack``)."""
+
+    command = "sync"
+    stops_reading_on_cancel = False  # the diff is done: the rest is journaled as not sent, for retry
 
     def __init__(
         self,
@@ -68,12 +102,10 @@ class SyncPipeline:
         source: Source,
         report: Report,
         rejects: RejectsWriter | None,
-        journal_path: Path,
-        scope: str,
-        *,
-        full: bool = False,
-        max_remove: float = 0.5,
-        force: bool = False,
+        journal: Journal,
+        connector: str,
+        segment_key: str,
+        options: SyncOptions,
     ) -> None:
         segment = Segment.model_validate(settings["segment"])
         self.normalizer = Normalizer(
@@ -85,15 +117,29 @@ class SyncPipeline:
         self.batch_size = settings["batch_size"]
         self.source, self.report, self.rejects = source, report, rejects
         self.segment_name = settings["segment_name"]
-        self.scope = scope
+        self.settings, self.endpoint, self.journal, self.options = settings, endpoint, journal, options
+        self.connector, self.segment_key = connector, segment_key
+        self.scope = scope_of(connector, segment_key)
+        self._snapshot: Snapshot | None = None
         report.profiles_unchanged = 0
-        self.snapshot = Snapshot(journal_path, _SCRATCH_CACHE_KIB)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The diff's scratch database (opened by ``prepare``)."""
+        assert self._snapshot is not None, "prepare() first"
+        return self._snapshot
+
+    def prepare(self) -> None:
+        """Stage the snapshot and diff it against the acknowledged baseline (nothing is sent yet)."""
+        self.journal.baselines.fold(self.scope)  # the diff reads the baseline table directly
+        self._snapshot = Snapshot(self.journal.path, _SCRATCH_CACHE_KIB)
+        opts = self.options
         try:
-            if not full:
-                self._check_origin(endpoint, settings)
+            if not opts.full:
+                self._check_origin(self.endpoint, self.settings)
             self._stage()
-            self._diff(full)
-            self._check_removals(max_remove, force)
+            self._diff(opts.full)
+            self._check_removals(opts.max_remove, opts.force)
         except BaseException:
             self.snapshot.close()
             raise
@@ -114,8 +160,24 @@ class SyncPipeline:
                 "or forget the baseline with: canopycli state reset",
             )
 
+    def begin(self, run_id: str) -> None:
+        """The run is journaled: earlier syncs' unsent batches are superseded (this diff replaces
+        them), --full empties the baseline, and the baseline records this run."""
+        j = self.journal
+        j.runs.supersede(self.connector, self.segment_key)
+        if self.options.full:
+            j.baselines.replace(self.scope, iter(()))
+        j.baselines.touch(self.scope, self.connector, self.segment_key, self.settings["identifier"], run_id)
+
+    def on_ack(self, batch: Batch) -> Effects:
+        return baseline_moves(self.scope, batch)
+
+    def finish(self) -> None:
+        self.journal.baselines.fold(self.scope)
+
     def close(self) -> None:
-        self.snapshot.close()
+        if self._snapshot is not None:
+            self._snapshot.close()
 
     # -- staging and diff -------------------------------------------------------------------
 
@@ -187,7 +249,7 @@ class SyncPipeline:
 
     # -- the changes, as batches ----------------------------------------------------------
 
-    def needed_requests(self) -> int:
+    def requests_needed(self) -> int:
         return -(-(self.changed + self.removed) // self.batch_size)
 
     def _profiles(self) -> Iterator[Profile]:

@@ -1,56 +1,46 @@
-"""Push and retry: read -> normalize -> de-duplicate -> batch -> journal -> send -> report.
+"""Push and sync: read -> (stage) -> journal -> send -> report; and their dry runs.
 
-A push is a *run* in the journal. Each batch is written to the journal (pending, with its body)
-before it is sent, and its outcome is committed as soon as it is known, so a run killed at any
-moment can be finished by ``retry``: unacknowledged batches are resent from the journal (same
-body, same uuid), and if the run died before it had read all of its input, the input is read
-again (after checking its SHA-256) and the batches it had not reached are added.
-
-``sync`` (see ``sync.py``) runs through the same machinery: only the stage that turns the input
-into batches differs (a diff against the baseline instead of the rows themselves).
+A push is a *run* in the journal. Each batch is written to the journal (pending) before it is
+sent, and its outcome is committed as soon as it is known, so a run killed at any moment can be
+finished by ``retry`` (``retry.py``). ``sync`` runs through the same machinery (``drive.py``):
+only the stage that turns the input into batches differs (``stages.ChangeStage`` for a push,
+``diff.DiffStage`` for a sync), and this module never asks which one it has.
 
 A dry run touches neither the journal nor the network, and never moves a sync baseline.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
-
-from ..config import Resolved, Segment, redact_url
-from ..deployteq.deliver import Deliverer, deliver
-from ..deployteq.quota import DailyQuota, requests_needed, retry_when
-from ..deployteq.webhook import Encoder, WebhookTransport
-from ..errors import CanopyError, InputError, StateError
-from ..model import (
-    DONE,
-    DRY_RUN,
-    SENT,
-    STOP_DAILY_LIMIT,
-    STOP_DAMAGED_INPUT,
-    STOP_INTERRUPTED,
-    STOP_TERMINATED,
-    Batch,
-    Profile,
-    Reject,
-    Result,
-    State,
-)
+from ..config import Resolved
+from ..deployteq.quota import DailyQuota
+from ..errors import InputError
+from ..model import DRY_RUN, Result
 from ..outputs import write_failed
-from ..store import Store
-from ..store.baseline import moves
+from ..store import Store as Journal
 from ..store.locks import SegmentLock, state_dir
-from ..store.runs import RunRow
-from .batch import Seen, batches
-from .diff import SyncPipeline, baseline_changes, scope_of
-from .normalize import Normalizer
-from .read import Source, Unreadable, fingerprint, open_source
+from .diff import DiffStage, SyncOptions
+from .drive import Cancel, ProgressHook, Run, Wiring, drive, finish
+from .read import Source, open_source
 from .report import RejectsWriter, Report
+from .retry import run_retry
+from .stages import ChangeStage, Stage
+
+__all__ = [
+    "Cancel",
+    "ProgressHook",
+    "PushOptions",
+    "SyncOptions",
+    "Wiring",
+    "batch_settings",
+    "run_push",
+    "run_retry",
+]
 
 
 @dataclass
@@ -68,99 +58,8 @@ class PushOptions:
     state_dir: Path | None = None
 
 
-@dataclass
-class SyncOptions:
-    full: bool = False  # send the whole snapshot as NEW and rebuild the baseline
-    max_remove: float = 0.5  # refuse (exit 6) a snapshot that removes more than this share
-    force: bool = False  # ... unless forced
-
-
-class Cancel:
-    """Set from a signal handler: stop taking new batches, let in-flight ones finish."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.sender: Deliverer | None = None
-
-    def set(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        if self.sender is not None:
-            self.sender.halt(reason)
-
-
-ProgressHook = Callable[[Report], None]
-
-
-@dataclass
-class Wiring:
-    """How requests go out: injectable for tests (``httpx.MockTransport``) and fake sleeps."""
-
-    transport: httpx.BaseTransport | None = None
-    sleep: Callable[[float], None] = time.sleep
-
-
-# --- the stages ---------------------------------------------------------------------------
-
-
-def profiles_from(
-    source: Source,
-    normalizer: Normalizer,
-    report: Report,
-    on_reject: Callable[[int, str, object, bool], None],
-    kept: Kept | None = None,
-) -> Iterator[Profile]:
-    """Valid, first-seen profiles; every other row goes to ``on_reject`` with its reason.
-
-    ``kept``: remembers the rows of the batch being built, for a profile the batch rejects."""
-    seen = Seen(expected=source.estimated_rows or 0, hex_ids=normalizer.hex_ids)
-    try:
-        yield from _first_seen(source, normalizer, report, on_reject, seen, kept)
-    finally:
-        seen.close()
-
-
-class Kept:
-    """The rows of the last ``size`` profiles by line: a batch that rejects a profile (too large
-    for a request) writes the row as read to --rejects. ``batches`` takes ``size`` profiles before
-    it encodes them, so the rows of the batch being encoded are always here, and no more."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.rows: dict[int, object] = {}
-
-    def add(self, line: int, record: object) -> None:
-        if len(self.rows) >= self.size:
-            self.rows.clear()
-        self.rows[line] = record
-
-
-def _first_seen(
-    source: Source,
-    normalizer: Normalizer,
-    report: Report,
-    on_reject: Callable[[int, str, object, bool], None],
-    seen: Seen,
-    kept: Kept | None = None,
-) -> Iterator[Profile]:
-    for line, record in source.records:
-        report.rows_read += 1
-        if isinstance(record, Unreadable):
-            on_reject(line, record.reason, record.raw, False)
-            continue
-        got = normalizer(line, record)
-        if isinstance(got, Reject):
-            on_reject(line, got.reason, record, False)
-            continue
-        first = seen.first_line(got.customer_id, line)
-        if first is not None:
-            on_reject(line, f"duplicate identifier: line {first} has the same one and is the one sent", record, True)
-            continue
-        if kept is not None:
-            kept.add(line, record)
-        yield got
-    if source.damage is not None:  # reading stopped there: the run ends with exit 2
-        report.damage = f"{source.damage}. {source.damage_fix}"
+# Builds a run's stage over its opened source, report and rejects writer.
+StageFactory = Callable[[Source, Report, RejectsWriter | None], Stage]
 
 
 def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
@@ -180,64 +79,6 @@ def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
     }
 
 
-class Stage(Protocol):
-    """Turns an input into batches (push: its rows; sync: the diff), counting into a report."""
-
-    def batches(self) -> Iterator[Batch]: ...
-
-    def counts(self, complete: bool) -> dict[str, int | None]: ...
-
-
-class Pipeline:
-    """Read -> normalize -> de-duplicate -> batch for one change file, counting into ``report``."""
-
-    def __init__(
-        self, settings: dict[str, Any], endpoint: str, source: Source, report: Report, rejects: RejectsWriter | None
-    ) -> None:
-        segment = Segment.model_validate(settings["segment"])
-        self.normalizer = Normalizer(
-            segment,
-            settings["identifier"],
-            source.columns,
-            settings["status"],
-            source_name=source.name,
-            encoded=True,
-            status_given=settings.get("status_given", False),  # absent in runs journaled by 1.0
-        )
-        self.encoder = Encoder(
-            endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
-        )
-        self.source, self.report, self.rejects = source, report, rejects
-        self.batch_size = settings["batch_size"]
-        self.in_batches = 0  # profiles handed out in batches so far
-
-    def on_reject(self, line: int, reason: str, record: object, duplicate: bool) -> None:
-        self.report.add_reject(line, reason, duplicate)
-        if self.rejects is not None:
-            self.rejects.write(line, reason, record)
-
-    def batches(self) -> Iterator[Batch]:
-        kept = Kept(self.batch_size) if self.rejects is not None else None
-        profiles = profiles_from(self.source, self.normalizer, self.report, self.on_reject, kept)
-        for b in batches(
-            profiles,
-            self.encoder,
-            self.batch_size,
-            lambda r: self.on_reject(r.line, r.reason, kept.rows.get(r.line) if kept else None, False),
-        ):
-            self.in_batches += b.profiles
-            yield b
-
-    def counts(self, complete: bool) -> dict[str, int | None]:
-        r = self.report
-        # Interrupted mid-file, rows read but not yet in a batch are not counted: retry reads them again.
-        read = r.rows_read if complete else r.rows_rejected + r.rows_duplicate + self.in_batches
-        return {"rows_read": read, "rows_rejected": r.rows_rejected, "rows_duplicate": r.rows_duplicate}
-
-
-# --- public entry points ---------------------------------------------------------------------
-
-
 def run_push(
     resolved: Resolved,
     opts: PushOptions,
@@ -248,101 +89,59 @@ def run_push(
     cancel: Cancel | None = None,
 ) -> Report:
     """``push`` a change file, or (with ``sync``) ``sync`` a full snapshot."""
-    command = "sync" if sync is not None else "push"
     if opts.out_dir is not None and not opts.dry_run:
         raise InputError("--out writes request bodies of a dry run; add --dry-run")
-    conn = resolved.connector
     settings = batch_settings(resolved, opts)
-    if opts.dry_run and sync is None:
+    endpoint = resolved.connector.endpoint
 
-        def change_file(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
-            return Pipeline(settings, conn.endpoint, source, report, rejects)
+    def change(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
+        return ChangeStage(settings, endpoint, source, report, rejects, dry_run=opts.dry_run)
 
-        return _dry_run(change_file, resolved, opts, progress, command)
+    if opts.dry_run and sync is None:  # no journal, no lock: nothing is recorded
+        return _dry_run(resolved, opts, ChangeStage.command, change, progress)
     root = state_dir(opts.state_dir)
-    lock = SegmentLock(root, resolved.connector_name, resolved.segment_key)
-    with lock.acquire(opts.wait, note=command), Store(root) as journal:
-        scope = scope_of(resolved.connector_name, resolved.segment_key) if sync is not None else None
-        if opts.dry_run and sync is not None:
+    command = ChangeStage.command if sync is None else DiffStage.command
+    with (
+        SegmentLock(root, resolved.connector_name, resolved.segment_key).acquire(opts.wait, note=command),
+        Journal(root) as journal,
+    ):
+        build = change if sync is None else _diff(resolved, settings, journal, sync)
+        if opts.dry_run:  # a sync's dry run diffs against the journal's baseline, and moves nothing
+            return _dry_run(resolved, opts, command, build, progress)
+        with _intake(resolved, opts, command, build) as (source, report, stage):
+            run = _start(journal, resolved, opts, settings, stage, source, report)
+            run.transport, run.progress, run.cancel = transport or Wiring(), progress, cancel or Cancel()
+            drive(run)
+            stage.finish()
+        return finish(journal, run.run_id, report)
 
-            def build(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
-                journal.baselines.fold(scope)  # logically a no-op: only applies acknowledged moves
-                return SyncPipeline(
-                    settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
-                )
 
-            return _dry_run(build, resolved, opts, progress, command)
+def _diff(resolved: Resolved, settings: dict[str, Any], journal: Journal, sync: SyncOptions) -> StageFactory:
+    def build(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
+        where = (resolved.connector_name, resolved.segment_key)
+        return DiffStage(settings, resolved.connector.endpoint, source, report, rejects, journal, *where, sync)
+
+    return build
+
+
+@contextlib.contextmanager
+def _intake(
+    resolved: Resolved, opts: PushOptions, command: str, build: StageFactory
+) -> Iterator[tuple[Source, Report, Stage]]:
+    """The one place a run (real or dry) opens its input, report, rejects writer and stage; they
+    are closed in the reverse order however the run ends."""
+    with contextlib.ExitStack() as opened:
         source = open_source(opts.input, opts.format, opts.delimiter)
-        try:
-            report = Report(command, resolved.segment_name, resolved.connector_name, source.name)
-            rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
-            try:
-                stage: Stage
-                digest = None
-                if sync is None:
-                    stage = Pipeline(settings, conn.endpoint, source, report, rejects)
-                    digest, lines = fingerprint(opts.input) if opts.input != "-" else (None, None)
-                    rows = None if lines is None else lines - (1 if source.format == "csv" else 0)
-                    needed = requests_needed(rows, conn.batch_size)
-                else:
-                    journal.baselines.fold(scope)  # the diff reads the baseline table directly
-                    stage = SyncPipeline(
-                        settings, conn.endpoint, source, report, rejects, journal.path, scope or "", **vars(sync)
-                    )
-                    needed = stage.needed_requests()
-                try:
-                    quota = DailyQuota(journal.requests, conn.endpoint, conn.daily_limit)
-                    quota.check(needed, opts.allow_partial)
-                    run_id = journal.runs.start(
-                        command=command,
-                        config_path=resolved.config_path,
-                        connector=resolved.connector_name,
-                        segment=resolved.segment_key,
-                        segment_name=resolved.segment_name,
-                        endpoint=conn.endpoint,
-                        input=str(Path(opts.input).resolve()) if opts.input != "-" else "-",
-                        input_sha256=digest,
-                        settings=settings,
-                    )
-                    report.run_id = run_id
-                    if scope is not None and sync is not None:
-                        journal.runs.supersede(resolved.connector_name, resolved.segment_key)
-                        if sync.full:
-                            journal.baselines.replace(scope, iter(()))
-                        journal.baselines.touch(
-                            scope, resolved.connector_name, resolved.segment_key, conn.identifier, run_id
-                        )
-                    batches_ = spool(journal, run_id, stage.batches())
-                    try:
-                        _drive(
-                            journal,
-                            run_id,
-                            resolved,
-                            opts,
-                            quota,
-                            batches_,
-                            report,
-                            transport,
-                            progress,
-                            cancel,
-                            stage,
-                            scope,
-                        )
-                    except OSError as e:  # the rejects file or the disk, mid-run
-                        raise write_failed(e, "the rejects file" if opts.rejects else "a file").during_run(
-                            run_id, report.requests > 0
-                        ) from e
-                    except CanopyError as e:
-                        raise e.during_run(run_id, report.requests > 0) from None
-                finally:
-                    if isinstance(stage, SyncPipeline):
-                        stage.close()
-            finally:
-                if rejects is not None:
-                    _close_rejects(rejects, report)
-        finally:
-            source.close()
-        return finish(journal, run_id, report)
+        opened.callback(source.close)
+        report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=opts.dry_run)
+        rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
+        if rejects is not None and opts.dry_run:
+            opened.callback(rejects.close)
+        elif rejects is not None:  # a failed write is then an error of the run, which retry can finish
+            opened.callback(_close_rejects, rejects, report)
+        stage = build(source, report, rejects)
+        opened.callback(stage.close)
+        yield source, report, stage
 
 
 def _close_rejects(rejects: RejectsWriter, report: Report) -> None:
@@ -352,232 +151,51 @@ def _close_rejects(rejects: RejectsWriter, report: Report) -> None:
         raise write_failed(e, "the rejects file").during_run(report.run_id, report.requests > 0) from e
 
 
-def run_retry(
-    journal_root: Path | None,
-    run_id: str | None,
-    resolved_for: Callable[[RunRow], Resolved],
-    opts: PushOptions,
-    *,
-    transport: Wiring | None = None,
-    progress: ProgressHook | None = None,
-    cancel: Cancel | None = None,
-) -> Report:
-    """Resend a run's unacknowledged batches (and finish reading its input if it died early)."""
-    root = state_dir(journal_root)
-    with Store(root) as journal:
-        run = journal.runs.get(run_id) if run_id else journal.runs.last()
-    resolved = resolved_for(run)
-    conn = resolved.connector
-    if conn.endpoint != run.endpoint:
-        raise StateError(
-            f"run {run.id} was sent to {redact_url(run.endpoint)}, "
-            f"but connector {run.connector!r} now points at {redact_url(conn.endpoint)}",
-            hint="Retry with the config the run used (--config), so the batches reach the same webhook.",
-        )
-    with SegmentLock(root, run.connector, run.segment).acquire(opts.wait, note="retry"), Store(root) as journal:
-        run = journal.runs.get(run.id)
-        journal.runs.claim(run.id)
-        report = Report("retry", run.segment_name, run.connector, run.input or "-", run_id=run.id)
-        quota = DailyQuota(journal.requests, conn.endpoint, conn.daily_limit)
-        stream: Iterable[Batch] = journal.runs.unacked(run.id)
-        needed: int | None = journal.runs.count_unacked(run.id)
-        source = None
-        pipeline = None
-        scope = scope_of(run.connector, run.segment) if run.command == "sync" else None
-        if scope is None and (not run.spool_complete or journal.runs.bodiless(run.id)):
-            # killed before it had read everything, or with batches in flight: rebuild from the input
-            source, pipeline = _reopen(run, report)
-            stream = respool(journal, run.id, pipeline.batches())
-            needed = None
-        try:
-            quota.check(needed, opts.allow_partial)
-            try:
-                _drive(
-                    journal, run.id, resolved, opts, quota, stream, report, transport, progress, cancel, pipeline, scope
-                )
-            except OSError as e:
-                raise write_failed(e, "a file").during_run(run.id, True) from e
-            except CanopyError as e:
-                raise e.during_run(run.id, True) from None
-        finally:
-            if source is not None:
-                source.close()
-        if scope is not None and (not run.spool_complete or journal.runs.bodiless(run.id)):
-            report.retry_hint = "this sync was stopped mid-way: the next `canopycli sync` finds and sends the rest"
-        return finish(journal, run.id, report)
-
-
-# --- the machinery shared by push and retry -------------------------------------------------
-
-
-def spool(journal: Store, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
-    """Write each batch to the journal (pending) before it may be sent."""
-    for b in stream:
-        journal.runs.add_batch(run_id, b)
-        yield b
-
-
-def respool(journal: Store, run_id: str, stream: Iterator[Batch]) -> Iterator[Batch]:
-    """Batches rebuilt from a run's input: those it journaled are checked to come out identical
-    and resent unless acknowledged; those it never reached are journaled and sent."""
-    known = journal.runs.states(run_id)
-    for b in stream:
-        if b.index not in known:
-            journal.runs.add_batch(run_id, b)
-            yield b
-            continue
-        uuid, state = known[b.index]
-        if uuid != b.uuid:
-            raise StateError(
-                f"run {run_id}: batch {b.index + 1} came out different when the input was read again",
-                hint="The input or its mapping changed since the run; push the file as a new run instead.",
-            )
-        if state not in DONE:
-            yield b
-
-
-def _reopen(run: RunRow, report: Report) -> tuple[Source, Pipeline]:
-    """The input of a run that was killed mid-way, checked to be the same bytes.
-
-    Needed when the run had not read all of it, or was killed with batches in flight (a push
-    stores a batch's body only once it ends unacknowledged)."""
-    what = f"run {run.id} was stopped before it had read or recorded all of its batches"
-    if not run.input or run.input == "-" or not run.input_sha256:
-        raise StateError(
-            f"{what}, and it read stdin: the rest cannot be rebuilt",
-            hint="Push the data again as a new run (batches already delivered keep their uuids).",
-        )
-    if not Path(run.input).exists():
-        raise StateError(
-            f"{what}; they are rebuilt from {run.input}, which is gone", hint="Restore the file to finish the run."
-        )
-    digest, _ = fingerprint(run.input)
-    if digest != run.input_sha256:
-        raise StateError(
-            f"{what}; they are rebuilt from {run.input}, but the file has changed since",
-            hint="Restore the original file to finish the run, or push the new file as a new run.",
-        )
-    s = run.settings
-    source = open_source(run.input, s["format"], s["delimiter"])
-    return source, Pipeline(s, run.endpoint, source, report, None)
-
-
-def _drive(
-    journal: Store,
-    run_id: str,
+def _start(
+    journal: Journal,
     resolved: Resolved,
     opts: PushOptions,
-    quota: DailyQuota,
-    stream: Iterable[Batch],
+    settings: dict[str, Any],
+    stage: Stage,
+    source: Source,
     report: Report,
-    transport: Wiring | None,
-    progress: ProgressHook | None,
-    cancel: Cancel | None,
-    stage: Stage | None,
-    scope: str | None = None,
-) -> None:
-    """Send ``stream`` and record every outcome; ``scope``: the sync baseline that acks move."""
-    t = transport or Wiring()
-    cancel = cancel or Cancel()
-
-    def until_cancelled(it: Iterable[Batch]) -> Iterator[Batch]:
-        # A push stops reading at once (the file may be huge; retry reads the rest). A sync's
-        # diff is done already: its remaining batches are journaled as not sent, for retry.
-        for b in it:
-            if cancel.reason is not None and scope is None:
-                return
-            yield b
-
-    def on_result(r: Result) -> None:
-        state = State.of(r.outcome)
-        effects = moves(scope, baseline_changes(r.batch)) if scope is not None and state == SENT else None
-        b = r.batch
-        journal.runs.record(
-            run_id, b.index, state, r.status_code, r.attempts, r.error, r.detail, body=b.body, effects=effects
-        )
-        quota.save()
-        report.add_result(r)
-        if progress is not None:
-            progress(report)
-
+) -> Run:
+    """Everything that may refuse the run before anything is sent (the stage's preparation, the
+    quota), then the run in the journal and the stage's effects of starting it."""
     conn = resolved.connector
-    concurrency = opts.concurrency or conn.concurrency
-    sender = Deliverer(
-        WebhookTransport(conn, transport=t.transport, concurrency=concurrency),
-        concurrency=concurrency,
-        retries=conn.retries,
-        backoff=conn.backoff,
-        sleep=t.sleep,
-        before_request=quota.take,
-        on_count=quota.observe,
+    stage.prepare()
+    quota = DailyQuota(journal.requests, conn.endpoint, conn.daily_limit)
+    quota.check(stage.requests_needed(), opts.allow_partial)
+    origin = source.origin()
+    run_id = journal.runs.start(
+        command=stage.command,
+        config_path=resolved.config_path,
+        connector=resolved.connector_name,
+        segment=resolved.segment_key,
+        segment_name=resolved.segment_name,
+        endpoint=conn.endpoint,
+        input=origin["input"],
+        input_sha256=origin["input_sha256"],  # known once read to the end (``Journal.spooled``)
+        settings=settings,
     )
-    cancel.sender = sender
-    completed = False
-    try:
-        with sender:
-            deliver(until_cancelled(stream), sender, on_result)
-        completed = cancel.reason is None or scope is not None
-    finally:
-        quota.save()
-        report.stop_reason = cancel.reason or sender.stop_reason
-        if report.stop_reason == STOP_DAILY_LIMIT:
-            report.retry_hint = (sender.retry_hint + "; " if sender.retry_hint else "") + f"retry {retry_when()}"
-        if stage is not None:
-            journal.runs.spooled(run_id, stage.counts(completed), completed)
-        cancel.sender = None
-
-
-def finish(journal: Store, run_id: str, live: Report) -> Report:
-    """Close the run in the journal and report it from there (so retry reports the whole run)."""
-    if live.command in ("sync", "retry"):
-        journal.baselines.fold()
-    run = journal.runs.get(run_id)
-    report = Report.from_journal(run, journal.runs.batches(run_id), live.command)
-    report.stop_reason, report.retry_hint, report.reject_samples = (
-        live.stop_reason,
-        live.retry_hint,
-        live.reject_samples,
-    )
-    report.damage = live.damage
-    if report.damage is None and run.stop_reason == STOP_DAMAGED_INPUT:  # a retry of a run that read damaged input
-        report.damage = (
-            f"{run.input}: run {run.id} stopped reading its input where it was damaged; the lines from there on "
-            "were rejected, not sent (see the message and --rejects of the push). Fix the input and push them again"
-        )
-    report.finish()
-    status = live.stop_reason if live.stop_reason in (STOP_INTERRUPTED, STOP_TERMINATED) else "finished"
-    stop = live.stop_reason or (STOP_DAMAGED_INPUT if report.damage is not None else None)
-    journal.runs.finish(run_id, status, int(report.exit_code), stop, report.finished)
-    return report
+    report.run_id = run_id
+    stage.begin(run_id)
+    writes = "the rejects file" if opts.rejects else "a file"
+    return Run(journal, run_id, stage, report, quota, conn, source, opts.concurrency, writes=writes)
 
 
 def _dry_run(
-    build: Callable[[Source, Report, RejectsWriter | None], Stage],
-    resolved: Resolved,
-    opts: PushOptions,
-    progress: ProgressHook | None,
-    command: str,
+    resolved: Resolved, opts: PushOptions, command: str, build: StageFactory, progress: ProgressHook | None
 ) -> Report:
-    source = open_source(opts.input, opts.format, opts.delimiter)
-    try:
-        report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=True)
-        rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
-        try:
-            stage = build(source, report, rejects)
+    with _intake(resolved, opts, command, build) as (_, report, stage):
+        stage.prepare()
+        if opts.out_dir is not None:
+            opts.out_dir.mkdir(parents=True, exist_ok=True)
+        for b in stage.batches():
             if opts.out_dir is not None:
-                opts.out_dir.mkdir(parents=True, exist_ok=True)
-            for b in stage.batches():
-                if opts.out_dir is not None:
-                    (opts.out_dir / f"{b.index + 1:05d}-{b.uuid}.json").write_bytes(b.body)
-                report.add_result(Result(b, DRY_RUN))
-                if progress is not None:
-                    progress(report)
-            if isinstance(stage, SyncPipeline):
-                stage.close()
-        finally:
-            if rejects is not None:
-                rejects.close()
-    finally:
-        source.close()
+                (opts.out_dir / f"{b.index + 1:05d}-{b.uuid}.json").write_bytes(b.body)
+            report.add_result(Result(b, DRY_RUN))
+            if progress is not None:
+                progress(report)
     report.finish()
     return report

@@ -141,15 +141,20 @@ class Runs:
         self.db.execute("UPDATE runs SET pid=?, status='running', finished=NULL WHERE id=?", (os.getpid(), run_id))
 
     @guarded
-    def spooled(self, run_id: str, counts: dict[str, int | None], complete: bool) -> None:
+    def spooled(
+        self, run_id: str, counts: dict[str, int | None], complete: bool, input_sha256: str | None = None
+    ) -> None:
+        """``input_sha256``: of the whole input, once it has been read to the end."""
         self.db.execute(
-            "UPDATE runs SET rows_read=?, rows_rejected=?, rows_duplicate=?, profiles_unchanged=?, spool_complete=? WHERE id=?",
+            "UPDATE runs SET rows_read=?, rows_rejected=?, rows_duplicate=?, profiles_unchanged=?, spool_complete=?,"
+            " input_sha256=COALESCE(?, input_sha256) WHERE id=?",
             (
                 counts["rows_read"],
                 counts["rows_rejected"],
                 counts["rows_duplicate"],
                 counts.get("profiles_unchanged"),
                 int(complete),
+                input_sha256,
                 run_id,
             ),
         )
@@ -207,16 +212,29 @@ class Runs:
     # -- batches ---------------------------------------------------------------------------
 
     @guarded
-    def add_batch(self, run_id: str, batch: Batch) -> None:
+    def add_batch(self, run_id: str, batch: Batch, read: tuple[int, str, int | None] | None = None) -> None:
         """A batch about to be sent, without its body: the body is stored only if the batch ends
         unacknowledged (``record``). One killed in flight is rebuilt by ``retry`` from the input,
-        checked by its SHA-256 (push), or found again by the next diff (sync)."""
+        checked by its SHA-256 (push), or found again by the next diff (sync). ``read``: how much
+        of the input had been read (bytes, their SHA-256, the input's size), for that check."""
         t = now()
+        n, sha, size = read if read is not None else (None, None, None)
         self.db.execute(
-            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, removals) VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.removals),
+            "INSERT INTO batches (run_id, idx, uuid, profiles, state, created, updated, removals,"
+            " read_bytes, read_sha256, input_size) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, batch.index, batch.uuid, batch.profiles, PENDING, t, t, batch.removals, n, sha, size),
         )
         self.guard.sent = True  # from here on, it may be on the wire
+
+    @guarded
+    def read_prefix(self, run_id: str) -> tuple[int, str, int | None] | None:
+        """How much of its input a run had read when it journaled its last batch (see ``add_batch``)."""
+        row = self.db.execute(
+            "SELECT read_bytes, read_sha256, input_size FROM batches WHERE run_id=? AND read_sha256 IS NOT NULL"
+            " ORDER BY idx DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), row[2])
 
     @guarded
     def record(

@@ -106,10 +106,17 @@ def _scope_origin(db: sqlite3.Connection) -> None:
     _add_columns(db, "scopes", {"endpoint": "TEXT", "segment_name": "TEXT"})
 
 
+def _read_prefix(db: sqlite3.Connection) -> None:
+    """How much of its input a run had read when it journaled a batch: the bytes, their SHA-256 and
+    the input's size then (the input is read once; a run killed mid-way is checked on that prefix)."""
+    _add_columns(db, "batches", {"read_bytes": "INTEGER", "read_sha256": "TEXT", "input_size": "INTEGER"})
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _schema_1_0,  # 1
     _batch_removals,  # 2
     _scope_origin,  # 3
+    _read_prefix,  # 4
 )
 VERSION = len(MIGRATIONS)
 
@@ -122,10 +129,17 @@ def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) ->
 
 
 # The schema the migrations build, in one piece, for reading: 1.0's (which has batches.removals
-# already) with the scope's origin of migration 3. A test checks that the migrations build exactly this.
+# already) with the scope's origin of migration 3 and the read prefix of migration 4. A test checks
+# that the migrations build exactly this.
 SCHEMA = SCHEMA_1_0.replace(
     "    last_run TEXT\n);",
     "    last_run TEXT,\n"
     "    endpoint TEXT,      -- the webhook that acknowledged the baseline (NULL: before canopycli 1.1)\n"
     "    segment_name TEXT   -- the segmentName it was sent as (NULL: before canopycli 1.1)\n);",
+).replace(
+    "    PRIMARY KEY (run_id, idx)\n);",
+    "    read_bytes INTEGER,  -- the input read when the batch was journaled: its length, its SHA-256\n"
+    "    read_sha256 TEXT,    -- and the input's size then (a run killed mid-way: retry checks that prefix)\n"
+    "    input_size INTEGER,\n"
+    "    PRIMARY KEY (run_id, idx)\n);",
 )
