@@ -164,37 +164,7 @@ class Normalizer:
         index = {c: i for i, c in reversed(list(enumerate(cols)))} if cols is not None else None
         self.has_status = index is not None and self.status_column in index
         if cols is not None and index is not None:
-            no_header = header_looks_like_data(cols)
-            if self.id_column not in index:
-                if no_header:  # never echo the line: its cells are data (email addresses)
-                    raise InputError(
-                        f"{source_name}: the first line has no column named {self.id_column!r}; the file may have "
-                        "no header line (its first line looks like data)",
-                        hint="Add a header line naming the columns, or set id_column: in the segment config.",
-                    )
-                raise InputError(
-                    f"{source_name}: no id column {self.id_column!r} (columns: {shown_columns(cols)})",
-                    hint="Set id_column: in the segment config to the column that holds the identifier.",
-                )
-            if self.has_status and status_given:
-                raise InputError(
-                    f"{source_name}: has a {self.status_column!r} column, and --status {self.default_status} was given;"
-                    " which one applies cannot be guessed",
-                    hint="Drop --status to use the column, or drop the column to give every row --status.",
-                )
-            if self.has_status and not status_allowed:
-                raise InputError(
-                    f"{source_name}: has a {self.status_column!r} column; sync derives NEW/MODIFIED/REMOVED itself",
-                    hint="Drop the column from the export, or use `canopycli push` for change files.",
-                )
-            if segment.params is not None:
-                missing = [p.source for p in segment.params if p.source not in index]
-                if missing:
-                    guess = "; the file may have no header line (its first line looks like data)" if no_header else ""
-                    raise InputError(
-                        f"{source_name}: param column(s) not in the header: {shown_columns(missing)}{guess}",
-                        hint="Check each param's column: (or name) against the file's header line.",
-                    )
+            self._check_header(segment, cols, index, source_name, status_allowed)
         self.status_allowed = status_allowed
         # Cells are looked up by key: a column's index for a list record, its name for a dict.
         key: Callable[[str], int | str] = index.__getitem__ if index is not None else str
@@ -218,6 +188,43 @@ class Normalizer:
         else:
             self.specs = None  # JSONL without params: every field, typed by its JSON type
         self._jsonl: dict[str, Spec] = {}
+
+    def _check_header(
+        self, segment: Segment, cols: list[str], index: dict[str, int], source_name: str, status_allowed: bool
+    ) -> None:
+        """The header has the id column (and every param column), and no status column where
+        none may be: otherwise the file is refused before anything is sent."""
+        no_header = header_looks_like_data(cols)
+        if self.id_column not in index:
+            if no_header:  # never echo the line: its cells are data (email addresses)
+                raise InputError(
+                    f"{source_name}: the first line has no column named {self.id_column!r}; the file may have "
+                    "no header line (its first line looks like data)",
+                    hint="Add a header line naming the columns, or set id_column: in the segment config.",
+                )
+            raise InputError(
+                f"{source_name}: no id column {self.id_column!r} (columns: {shown_columns(cols)})",
+                hint="Set id_column: in the segment config to the column that holds the identifier.",
+            )
+        if self.has_status and self.status_given:
+            raise InputError(
+                f"{source_name}: has a {self.status_column!r} column, and --status {self.default_status} was given;"
+                " which one applies cannot be guessed",
+                hint="Drop --status to use the column, or drop the column to give every row --status.",
+            )
+        if self.has_status and not status_allowed:
+            raise InputError(
+                f"{source_name}: has a {self.status_column!r} column; sync derives NEW/MODIFIED/REMOVED itself",
+                hint="Drop the column from the export, or use `canopycli push` for change files.",
+            )
+        if segment.params is not None:
+            missing = [p.source for p in segment.params if p.source not in index]
+            if missing:
+                guess = "; the file may have no header line (its first line looks like data)" if no_header else ""
+                raise InputError(
+                    f"{source_name}: param column(s) not in the header: {shown_columns(missing)}{guess}",
+                    hint="Check each param's column: (or name) against the file's header line.",
+                )
 
     def __call__(self, line: int, record: list[Any] | dict[str, Any]) -> Profile | Reject:
         if record.__class__ is list:
