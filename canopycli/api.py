@@ -42,13 +42,19 @@ def _options(
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise UsageError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(_OPTIONS))}")
-    if not isinstance(source, (str, os.PathLike)):
-        raise UsageError("source must be a file path or '-' (stdin)")
+    records: Iterable[dict[str, Any]] | None = None
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+    elif isinstance(source, (bytes, dict)) or not isinstance(source, Iterable):
+        raise UsageError("source must be a file path, '-' (stdin) or an iterable of dicts")
+    else:
+        name, records = "-", source
     for key in ("out_dir", "rejects"):
         if options.get(key) is not None:
             options[key] = Path(options[key])
     return PushOptions(
-        input=os.fspath(source),
+        input=name,
+        records=records,
         dry_run=dry_run,
         state_dir=Path(state_dir) if state_dir is not None else None,
         **options,

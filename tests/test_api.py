@@ -86,3 +86,21 @@ def test_the_readme_example_runs(sandbox: Callable[..., Sandbox], tmp_path: Path
     write_csv(tmp_path / "segment.csv", emails(600))
     exec(compile(block.group(1), "README.md", "exec"), {})  # cwd is tmp_path (conftest)
     assert sb.snapshot()["profiles"] == 600
+
+
+def test_records_from_python(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    sb = sandbox()
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
+
+    def rows():  # a generator: streamed, never held whole
+        yield from ({"email": f"u{i}@example.com", "city": "Utrecht", "vip": i % 2 == 0} for i in range(700))
+        yield {"email": "not-an-address"}
+        yield ["not", "a", "dict"]
+
+    report = canopycli.push(rows(), config=cfg, rejects=tmp_path / "rej.csv")
+    assert (report.rows_read, report.rows_rejected, report.profiles_delivered) == (702, 2, 700)
+    assert report.input == "-" and sb.snapshot()["profiles"] == 700  # journaled like stdin: not readable again
+    rejected = (tmp_path / "rej.csv").read_text()
+    assert "not a dict (got list)" in rejected and "is not a valid email address" in rejected
+    with pytest.raises(UsageError, match="iterable of dicts"):
+        canopycli.push(42, config=cfg)  # type: ignore[arg-type]

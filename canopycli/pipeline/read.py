@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol, TypedDict
+from typing import IO, Any, Protocol, TypedDict
 
 from ..errors import InputError
 from .csvread import csv_records, header_looks_like_data, read_header, shown_columns, sniff_delimiter
@@ -37,6 +37,7 @@ __all__ = [
     "Origin",
     "Record",
     "Source",
+    "RecordsSource",
     "Unreadable",
     "checked_lines",
     "detect_format",
@@ -230,3 +231,38 @@ def checked_lines(fh: Iterable[bytes], name: str) -> Iterator[bytes]:
             yield line
     except READ_ERRORS as e:
         raise InputError(f"{name}: cannot be read after line {n}: {read_problem(e)}", hint=DAMAGED) from None
+
+
+@dataclass
+class RecordsSource:
+    """Records handed over in Python (the API's ``canopycli.push(iterable_of_dicts, ...)``): each
+    dict is read as a JSONL line would be, numbered from 1. Like stdin, it cannot be read again:
+    ``retry`` resends what the journal holds and says so for the rest."""
+
+    records: Iterator[tuple[int, Record]]
+    name: str = "<records>"
+    format: Format = "jsonl"
+    columns: list[str] | None = None
+    estimated_rows: int | None = None
+    damage: str | None = None
+    damage_fix: str | None = None
+
+    @classmethod
+    def of(cls, items: Iterable[Any]) -> RecordsSource:
+        def numbered() -> Iterator[tuple[int, Record]]:
+            for n, item in enumerate(items, 1):
+                if isinstance(item, dict):
+                    yield n, item
+                else:
+                    yield n, Unreadable(f"not a dict (got {type(item).__name__})", repr(item)[:200])
+
+        return cls(numbered())
+
+    def verify(self) -> None:
+        pass
+
+    def origin(self) -> Origin:
+        return Origin(input="-", input_sha256=None, read_bytes=0, read_sha256=None, size=None)
+
+    def close(self) -> None:
+        pass

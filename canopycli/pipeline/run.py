@@ -12,7 +12,7 @@ A dry run touches neither the journal nor the network, and never moves a sync ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from ..store import Store as Journal
 from ..store.locks import SegmentLock, state_dir
 from .diff import DiffStage, SyncOptions
 from .drive import Cancel, ProgressHook, Run, Wiring, drive, finish
-from .read import Source, open_source
+from .read import RecordsSource, Source, open_source
 from .report import RejectsWriter, Report
 from .retry import run_retry
 from .stages import ChangeStage, Stage
@@ -56,6 +56,7 @@ class PushOptions:
     allow_partial: bool = False
     wait: bool = False
     state_dir: Path | None = None
+    records: Iterable[Any] | None = None  # the API's records instead of a file (then ``input`` is "-")
 
 
 # Builds a run's stage over its opened source, report and rejects writer.
@@ -131,7 +132,11 @@ def _intake(
     """The one place a run (real or dry) opens its input, report, rejects writer and stage; they
     are closed in the reverse order however the run ends."""
     with contextlib.ExitStack() as opened:
-        source = open_source(opts.input, opts.format, opts.delimiter)
+        source: Source = (
+            RecordsSource.of(opts.records)
+            if opts.records is not None
+            else open_source(opts.input, opts.format, opts.delimiter)
+        )
         opened.callback(source.close)
         report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=opts.dry_run)
         rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
