@@ -64,3 +64,12 @@ def test_every_dependency_is_explained() -> None:
 
 def test_the_command_list_comes_from_the_app_with_its_sub_commands() -> None:
     assert {"push", "sync", "retry", "runs show", "runs prune", "state export", "state import"} <= set(cli_commands())
+
+
+def test_every_module_is_in_the_layout() -> None:
+    """The README's Layout names every module, so the tree and its map cannot drift apart."""
+    layout = README.split("## Layout")[1].split("\n## ")[0]
+    modules = [p for p in (ROOT / "canopycli").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    missing = [str(p.relative_to(ROOT)) for p in modules if p.name not in layout]
+    folders = {p.parent.name for p in modules if p.parent.name != "canopycli"}
+    assert missing == [] and [f for f in folders if f"{f}/" not in layout] == []
