@@ -23,6 +23,9 @@ data may already have arrived and pushing it again would spend requests twice.
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from collections.abc import Iterable, Iterator
 from enum import IntEnum
 
 
@@ -127,3 +130,31 @@ def scrub(text: str) -> str:
     for s in _SECRETS:
         text = text.replace(s, "***")
     return text
+
+
+# --- read errors: the same words for the same damage, wherever an input is read ---------------
+
+READ_ERRORS = (OSError, EOFError, zlib.error)
+DAMAGED = "The input looks truncated or corrupt: export or download it again (`gzip -t FILE` checks a .gz)."
+
+
+def read_problem(e: BaseException) -> str:
+    """What a read error means, in words (never the data)."""
+    if isinstance(e, EOFError):
+        return "the compressed data ends too early"
+    if isinstance(e, (gzip.BadGzipFile, zlib.error)):
+        return "the compressed data is corrupt"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return type(e).__name__
+
+
+def checked_lines(fh: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """The lines of an opened (maybe gzipped) file; a read error (a truncated or corrupt .gz) is an
+    ``InputError`` naming the file, not a crash."""
+    n = 0
+    try:
+        for n, line in enumerate(fh, 1):  # noqa: B007
+            yield line
+    except READ_ERRORS as e:
+        raise InputError(f"{name}: cannot be read after line {n}: {read_problem(e)}", hint=DAMAGED) from None

@@ -12,8 +12,8 @@ import csv
 from collections.abc import Iterator
 from typing import IO
 
-from ..errors import InputError
-from .records import DAMAGED, READ_ERRORS, Damageable, Record, Unreadable, broken, read_problem
+from ..errors import DAMAGED, READ_ERRORS, InputError, read_problem
+from .records import Damageable, Record, Unreadable, broken
 
 _FIELD_LIMIT = 10 * 1024 * 1024
 _DELIMITERS = (",", ";", "\t", "|")

@@ -17,8 +17,7 @@ import io
 import os
 from typing import Any
 
-from ..errors import InputError
-from .records import DAMAGED, READ_ERRORS, read_problem
+from ..errors import DAMAGED, READ_ERRORS, InputError, read_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, TypedDict
 
-from ..errors import InputError
+from ..errors import DAMAGED, READ_ERRORS, InputError, read_problem
 from .csvread import csv_records, header_looks_like_data, read_header, shown_columns, sniff_delimiter
 from .rawinput import GZIP_MAGIC, HashingReader, check_text, estimate_rows, gzip_size, whole_lines
-from .records import DAMAGED, READ_ERRORS, Format, Record, Unreadable, jsonl_records, read_problem
+from .records import Format, Record, Unreadable, jsonl_records
 
 __all__ = [
     "FileSource",
@@ -39,7 +39,6 @@ __all__ = [
     "Source",
     "RecordsSource",
     "Unreadable",
-    "checked_lines",
     "detect_format",
     "header_looks_like_data",
     "open_source",
@@ -220,17 +219,6 @@ def _started(source: FileSource, records: Iterator[tuple[int, Record]]) -> FileS
     first = next(records, None)
     source.records = records if first is None else itertools.chain((first,), records)
     return source
-
-
-def checked_lines(fh: Iterable[bytes], name: str) -> Iterator[bytes]:
-    """The lines of an opened (maybe gzipped) file; a read error (a truncated or corrupt .gz) is an
-    ``InputError`` naming the file, not a crash."""
-    n = 0
-    try:
-        for n, line in enumerate(fh, 1):  # noqa: B007
-            yield line
-    except READ_ERRORS as e:
-        raise InputError(f"{name}: cannot be read after line {n}: {read_problem(e)}", hint=DAMAGED) from None
 
 
 @dataclass

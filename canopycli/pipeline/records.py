@@ -8,14 +8,12 @@ quote tracking, in ``csvread.py``.
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Iterator
 from typing import IO, Any, Literal, NamedTuple, Protocol
 
 import orjson
 
-from ..errors import InputError
+from ..errors import DAMAGED, READ_ERRORS, InputError, read_problem
 
 Format = Literal["csv", "jsonl"]
 
@@ -33,8 +31,6 @@ Record = list[str] | dict[str, Any] | Unreadable
 
 # What reading a damaged stream raises: a truncated or corrupt .gz (EOFError, BadGzipFile, which
 # is an OSError, zlib.error), or an I/O error of the disk or pipe.
-READ_ERRORS = (OSError, EOFError, zlib.error)
-DAMAGED = "The input looks truncated or corrupt: export or download it again (`gzip -t FILE` checks a .gz)."
 
 
 class Damageable(Protocol):
@@ -44,17 +40,6 @@ class Damageable(Protocol):
     name: str
     damage: str | None
     damage_fix: str | None
-
-
-def read_problem(e: BaseException) -> str:
-    """What a read error means, in words (never the data)."""
-    if isinstance(e, EOFError):
-        return "the compressed data ends too early"
-    if isinstance(e, (gzip.BadGzipFile, zlib.error)):
-        return "the compressed data is corrupt"
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return type(e).__name__
 
 
 def broken(source: Damageable, after: int, e: BaseException) -> None:

@@ -13,8 +13,7 @@ import io
 import os
 import sqlite3
 import tempfile
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -22,7 +21,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 
 from ..config import Resolved
-from ..errors import InputError, OutputError, StateError
+from ..errors import InputError, OutputError, StateError, checked_lines
 from ..outputs import check_file, reason
 from .baseline import DIGEST_BYTES, Baselines
 from .db import now
@@ -172,7 +171,7 @@ def import_baseline(
     does not record (so they could not be checked)."""
     name = "stdin" if not isinstance(source, Path) else str(source)
     with contextlib.ExitStack() as opened:
-        lines = _lines(_open_export(source, name, opened), name)  # a cut .gz: InputError
+        lines = checked_lines(_open_export(source, name, opened), name)  # a cut .gz: InputError
         header = _header(lines, name)
         theirs = header.get("identifier")
         if not theirs:
@@ -251,30 +250,3 @@ GZIP_MAGIC = b"\x1f\x8b"
 def is_gzip(head: bytes) -> bool:
     """Whether data starting with ``head`` is gzip (its magic bytes), whatever the file is called."""
     return head[:2] == GZIP_MAGIC
-
-
-# What a read error of an export means (as the input reader says it: the same words for the same damage)
-_READ_ERRORS = (OSError, EOFError, zlib.error)
-_DAMAGED = "The input looks truncated or corrupt: export or download it again (`gzip -t FILE` checks a .gz)."
-
-
-def _lines(fh: Iterable[bytes], name: str) -> Iterator[bytes]:
-    """The lines of an opened (maybe gzipped) export; a read error (a truncated or corrupt .gz) is
-    an ``InputError`` naming the file, not a crash."""
-    n = 0
-    try:
-        for n, line in enumerate(fh, 1):  # noqa: B007
-            yield line
-    except _READ_ERRORS as e:
-        raise InputError(f"{name}: cannot be read after line {n}: {_read_problem(e)}", hint=_DAMAGED) from None
-
-
-def _read_problem(e: BaseException) -> str:
-    """What a read error means, in words (never the data)."""
-    if isinstance(e, EOFError):
-        return "the compressed data ends too early"
-    if isinstance(e, (gzip.BadGzipFile, zlib.error)):
-        return "the compressed data is corrupt"
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return type(e).__name__
