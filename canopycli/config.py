@@ -13,10 +13,10 @@ import re
 import unicodedata
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from .config_yaml import MAX_CONFIG_BYTES, Loc, load_yaml, too_big, where
 from .errors import ConfigError, StateError, UsageError, register_secret
@@ -69,6 +69,31 @@ class Param(_Model):
         return self.column if self.column is not None else self.name
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """``90s``, ``20m``, ``1h``, ``500ms`` or a number of seconds -> seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90s, 20m or 1h")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.fullmatch(value.strip())
+        if m is not None and m.group(1).isascii():
+            return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise ValueError("expected a duration such as 90s, 20m or 1h (a number with ms, s, m or h)")
+
+
+def _id_text(value: Any) -> Any:
+    """An External ID written as a YAML number (``external_id: 2582431``) is the same text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=7 * 86400)]
+
+
 class Segment(_Model):
     connector: str
     id_column: str = Field(min_length=1)
@@ -76,6 +101,8 @@ class Segment(_Model):
     status_column: str = "status"
     params: list[Param] | None = None  # None: every other column, sent as string
     empty: Literal["skip", "send"] = "skip"
+    # The relay: the custom connector's External ID (partnerAudienceId) that selects this segment.
+    external_id: Annotated[str | None, BeforeValidator(_id_text)] = Field(None, min_length=1, max_length=256)
 
     @model_validator(mode="after")
     def _unique_param_names(self) -> Segment:
@@ -87,9 +114,34 @@ class Segment(_Model):
         return self
 
 
+class CopernicaSettings(_Model):
+    """How the relay authenticates Copernica's callbacks (``relay.copernica``)."""
+
+    verify: bool = True  # false: the route takes ?token=<relay token> instead (weaker)
+    public_key_file: str | None = None  # pinned PEM key(s) instead of the DNS lookup; relative to the config
+    max_skew: Duration = 300.0  # how old or new a signed Date may be
+
+
+RELAY_LISTEN = "127.0.0.1:8787"
+MIN_RELAY_TOKEN = 16
+
+
+class RelaySettings(_Model):
+    """The ``relay:`` block: the HTTP service that queues profile events and flushes them."""
+
+    listen: str = RELAY_LISTEN
+    tokens: list[SecretStr] = Field(default_factory=list)  # bearer tokens accepted on the inbound API
+    flush_interval: Duration = 1200.0
+    max_body_bytes: int = Field(10_000_000, ge=1_000, le=100_000_000)
+    tls_cert: str | None = None  # relative to the config
+    tls_key: str | None = None
+    copernica: CopernicaSettings = Field(default_factory=CopernicaSettings)
+
+
 class Config(_Model):
     connectors: dict[str, Connector] = Field(min_length=1)
     segments: dict[str, Segment] = Field(min_length=1)
+    relay: RelaySettings | None = None
 
 
 class Resolved(BaseModel):
@@ -310,15 +362,61 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
         if bad:
             report(("connectors", name, "endpoint"), f"endpoint {bad}")
     segments = expanded.get("segments") if isinstance(expanded.get("segments"), dict) else {}
+    external_ids: dict[str, str] = {}
     for key, seg in segments.items():
         ref = seg.get("connector") if isinstance(seg, dict) else None
         if isinstance(ref, str) and ref not in connectors:
             known = ", ".join(sorted(connectors)) or "none"
             report(("segments", key, "connector"), f"unknown connector {ref!r} (known: {known})")
+        ext = _id_text(seg.get("external_id")) if isinstance(seg, dict) else None
+        if isinstance(ext, str) and ext in external_ids:
+            report(("segments", key, "external_id"), f"segment {external_ids[ext]!r} has the same external_id")
+        elif isinstance(ext, str):
+            external_ids[ext] = key
+    relay = expanded.get("relay")
+    for loc, msg in relay_problems(relay) if isinstance(relay, dict) else []:
+        report(loc, msg)
     if found or config is None:
         found.sort(key=lambda f: index.get(f[0], 0))
         raise ConfigError(shown, [f"{where(shown, index, loc)}: {msg}" for loc, msg in found])
     return config
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8787`` for IPv6) -> (host, port); ValueError saying what is wrong."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, e.g. {RELAY_LISTEN}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"expected HOST:PORT, e.g. {RELAY_LISTEN}")
+    return host, int(port)
+
+
+def relay_problems(relay: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """What pydantic cannot say about a ``relay:`` block: the listen address, weak tokens, TLS."""
+    out: list[tuple[Loc, str]] = []
+    listen = relay.get("listen")
+    if isinstance(listen, str):
+        try:
+            listen_address(listen)
+        except ValueError as e:
+            out.append((("relay", "listen"), str(e)))
+    tokens = relay.get("tokens")
+    for i, token in enumerate(tokens if isinstance(tokens, list) else []):
+        if not isinstance(token, str):
+            continue
+        register_secret(token)
+        if len(token) < MIN_RELAY_TOKEN:
+            out.append((("relay", "tokens", i), f"a relay token needs at least {MIN_RELAY_TOKEN} characters"))
+        elif not token.isascii() or any(not c.isprintable() or c.isspace() for c in token):
+            out.append((("relay", "tokens", i), "a relay token must be printable ASCII without spaces"))
+    if (relay.get("tls_cert") is None) != (relay.get("tls_key") is None):
+        out.append((("relay",), "tls_cert and tls_key go together: give both or neither"))
+    return out
 
 
 def resolve(config: Config, segment: str | None, shown: str) -> Resolved:
