@@ -6,6 +6,7 @@ Modules by concern:
   ``transaction()`` helper, what a SQLite error means for the user; ``schema``: the numbered
   migrations (``PRAGMA user_version``) that bring any journal since 1.0 to the current schema;
 - ``runs``: runs and their batches, and the daily request counters;
+- ``queue``: the relay's durable queue of profile events;
 - ``baseline``: sync baselines (moves, fold, scopes) and the diff's scratch ``Snapshot``;
   ``portable``: ``state export`` / ``state import`` files;
 - ``locks``: where the state folder is, and one lock per connector + segment.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from .baseline import Baselines
 from .db import JOURNAL, Guard, connect
+from .queue import Queue
 from .runs import RequestCounts, Runs
 
 
@@ -39,6 +41,7 @@ class Store:
         self.runs = Runs(self.db, self.guard)
         self.baselines = Baselines(self.db, self.guard)
         self.requests = RequestCounts(self.db, self.guard)
+        self.queue = Queue(self.db, self.guard)
 
     def close(self) -> None:
         self.db.close()
@@ -50,4 +53,4 @@ class Store:
         self.close()
 
 
-__all__ = ["Baselines", "RequestCounts", "Runs", "Store"]
+__all__ = ["Baselines", "Queue", "RequestCounts", "Runs", "Store"]

@@ -112,11 +112,43 @@ def _read_prefix(db: sqlite3.Connection) -> None:
     _add_columns(db, "batches", {"read_bytes": "INTEGER", "read_sha256": "TEXT", "input_size": "INTEGER"})
 
 
+QUEUE = """
+CREATE TABLE queue (          -- the relay's durable queue: one waiting event per segment + identifier
+    segment TEXT NOT NULL,     -- the segment key
+    customer_id TEXT NOT NULL, -- as sent (a SHA-256 hex digest for hashed_email: never the address)
+    status TEXT NOT NULL,      -- NEW / MODIFIED / REMOVED: the latest event's (once taken: the one sent)
+    new_seen INTEGER NOT NULL, -- 1: a NEW was among the events merged into this row
+    params BLOB NOT NULL,      -- the params as sent (JSON)
+    received REAL NOT NULL,    -- when the first of its events arrived (unix time): the flush rule's age
+    merged INTEGER NOT NULL DEFAULT 0, -- earlier events of this id it superseded (latest wins)
+    run_id TEXT,               -- the flush run that took it (NULL: waiting)
+    idx INTEGER                -- its batch in that run
+);
+CREATE UNIQUE INDEX queue_waiting ON queue (segment, customer_id) WHERE run_id IS NULL;
+CREATE INDEX queue_order ON queue (segment, run_id);
+CREATE INDEX queue_age ON queue (segment, received);
+CREATE INDEX queue_taken ON queue (run_id, idx) WHERE run_id IS NOT NULL;
+CREATE TABLE baseline_removed ( -- acknowledged removals (the relay drops a REMOVED echo of one)
+    scope TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    PRIMARY KEY (scope, customer_id)
+) WITHOUT ROWID;
+"""
+
+
+def _relay_queue(db: sqlite3.Connection) -> None:
+    """The relay's queue, and the removals a baseline has seen acknowledged (canopycli 1.2)."""
+    for statement in QUEUE.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _schema_1_0,  # 1
     _batch_removals,  # 2
     _scope_origin,  # 3
     _read_prefix,  # 4
+    _relay_queue,  # 5
 )
 VERSION = len(MIGRATIONS)
 
@@ -131,15 +163,18 @@ def _add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) ->
 # The schema the migrations build, in one piece, for reading: 1.0's (which has batches.removals
 # already) with the scope's origin of migration 3 and the read prefix of migration 4. A test checks
 # that the migrations build exactly this.
-SCHEMA = SCHEMA_1_0.replace(
-    "    last_run TEXT\n);",
-    "    last_run TEXT,\n"
-    "    endpoint TEXT,      -- the webhook that acknowledged the baseline (NULL: before canopycli 1.1)\n"
-    "    segment_name TEXT   -- the segmentName it was sent as (NULL: before canopycli 1.1)\n);",
-).replace(
-    "    PRIMARY KEY (run_id, idx)\n);",
-    "    read_bytes INTEGER,  -- the input read when the batch was journaled: its length, its SHA-256\n"
-    "    read_sha256 TEXT,    -- and the input's size then (a run killed mid-way: retry checks that prefix)\n"
-    "    input_size INTEGER,\n"
-    "    PRIMARY KEY (run_id, idx)\n);",
+SCHEMA = (
+    SCHEMA_1_0.replace(
+        "    last_run TEXT\n);",
+        "    last_run TEXT,\n"
+        "    endpoint TEXT,      -- the webhook that acknowledged the baseline (NULL: before canopycli 1.1)\n"
+        "    segment_name TEXT   -- the segmentName it was sent as (NULL: before canopycli 1.1)\n);",
+    ).replace(
+        "    PRIMARY KEY (run_id, idx)\n);",
+        "    read_bytes INTEGER,  -- the input read when the batch was journaled: its length, its SHA-256\n"
+        "    read_sha256 TEXT,    -- and the input's size then (a run killed mid-way: retry checks that prefix)\n"
+        "    input_size INTEGER,\n"
+        "    PRIMARY KEY (run_id, idx)\n);",
+    )
+    + QUEUE
 )

@@ -1,0 +1,149 @@
+"""Intake: records -> normalized events -> the queue, committed before the request is answered.
+
+Records are normalized by the same ``Normalizer`` as push's JSONL lines (identity, hashing,
+status, params), in the request's worker thread. One writer thread owns the ``intake`` connection
+and commits the events of every request waiting at that moment in one transaction (a group
+commit: under load, one fsync serves many requests); each request is released once its events are
+committed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from orjson import JSONEncodeError, dumps
+
+from ..config import Resolved
+from ..model import Reject
+from ..pipeline.normalize import Normalizer
+from ..store import Store
+from ..store.queue import Append
+from .core import Accepted, Item, ShuttingDown
+from .metrics import Metrics
+
+GROUP_ROWS = 20_000  # at most this many events in one commit
+
+# Called after each commit: (segment, new waiting rows, when they arrived).
+OnCommit = Callable[[str, int, float], None]
+
+
+@dataclass
+class _Job:
+    appends: list[Append]
+    done: Future[list[int]]
+
+
+class Intake:
+    def __init__(self, root: Path, resolved: Mapping[str, Resolved], metrics: Metrics, on_commit: OnCommit) -> None:
+        self.root = root
+        self.metrics, self.on_commit = metrics, on_commit
+        self.normalizers = {
+            key: (
+                Normalizer(r.segment, r.connector.identifier, None, "NEW", source_name=f"segment {key}"),
+                threading.Lock(),
+            )
+            for key, r in resolved.items()
+        }
+        self.limits = {key: r.connector.max_body_bytes - 400 for key, r in resolved.items()}
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.closed = False
+        self.thread = threading.Thread(target=self._write, name="relay-intake", daemon=True)
+        self.thread.start()
+
+    def accept(self, items: list[Item]) -> Accepted:
+        """Normalize ``items`` and queue the valid ones; returns once they are committed."""
+        if self.closed:
+            raise ShuttingDown
+        answer = Accepted()
+        rows: dict[str, list[tuple[str, str, bytes]]] = {}
+        for item in items:
+            got = self._normalize(item)
+            if isinstance(got, str):
+                answer.rejected.append((item.pos, got))
+                self.metrics.event(item.segment, "rejected")
+            else:
+                rows.setdefault(item.segment, []).append(got)
+        answer.rejected.sort()
+        if not rows:
+            return answer
+        job = _Job([Append(s, r) for s, r in rows.items()], Future())
+        self.jobs.put(job)
+        job.done.result()  # raises what the commit raised: nothing was queued then
+        for segment, r in rows.items():
+            self.metrics.event(segment, "accepted", len(r))
+            answer.accepted += len(r)
+        return answer
+
+    def _normalize(self, item: Item) -> tuple[str, str, bytes] | str:
+        normalizer, lock = self.normalizers[item.segment]
+        with lock:
+            got = normalizer(item.pos, item.record)
+        if isinstance(got, Reject):
+            return got.reason
+        customer = got.customer
+        assert isinstance(customer, dict)  # not encoded: the parts are needed apart
+        try:
+            params = dumps(customer["params"])
+        except JSONEncodeError:
+            return "a value is not valid UTF-8 text"
+        if len(params) > self.limits[item.segment]:
+            return f"profile alone is larger than the {self.limits[item.segment] + 400:,}-byte request limit"
+        return got.customer_id, customer["r42Status"], params
+
+    def _write(self) -> None:
+        with Store(self.root, "intake") as store:  # the connection lives in the thread that uses it
+            self._loop(store)
+
+    def _loop(self, store: Store) -> None:
+        stop = False
+        while not stop:
+            job = self.jobs.get()
+            if job is None:
+                return
+            group, n = [job], sum(len(a.rows) for a in job.appends)
+            while n < GROUP_ROWS:
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+                n += sum(len(a.rows) for a in more.appends)
+            self._commit(store, group)
+
+    def _commit(self, store: Store, group: list[_Job]) -> None:
+        at = time.time()
+        try:
+            made = store.queue.append([a for j in group for a in j.appends], now=at)
+        except BaseException as e:  # the requests are answered with the error: nothing was queued
+            for j in group:
+                j.done.set_exception(e)
+            return
+        i = 0
+        for j in group:
+            mine = made[i : i + len(j.appends)]
+            i += len(j.appends)
+            for a, m in zip(j.appends, mine, strict=True):
+                self.on_commit(a.segment, m, at)
+            j.done.set_result(mine)
+
+    def close(self) -> None:
+        """Stop taking requests; those already handed over are committed first."""
+        self.closed = True
+        self.jobs.put(None)
+        self.thread.join()
+        while True:  # a request that slipped in after the stop is answered 503, not left waiting
+            try:
+                late = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                late.done.set_exception(ShuttingDown())
