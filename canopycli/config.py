@@ -133,6 +133,8 @@ class RelaySettings(_Model):
     tokens: list[SecretStr] = Field(default_factory=list)  # bearer tokens accepted on the inbound API
     flush_interval: Duration = 1200.0
     max_body_bytes: int = Field(10_000_000, ge=1_000, le=100_000_000)
+    header_timeout: Duration = 10.0  # a client that has not sent its request headers by then gets 408
+    body_timeout: Duration = 30.0  # ... or its body
     tls_cert: str | None = None  # relative to the config
     tls_key: str | None = None
     copernica: CopernicaSettings = Field(default_factory=CopernicaSettings)

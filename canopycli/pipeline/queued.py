@@ -48,9 +48,9 @@ def relay_settings(resolved: Resolved) -> dict[str, Any]:
     }
 
 
-def encoder_for(resolved: Resolved) -> Encoder:
-    conn = resolved.connector
-    return Encoder(conn.endpoint, resolved.segment_name, conn.customer_type, conn.max_body_bytes)
+def encoder_for(settings: dict[str, Any], endpoint: str) -> Encoder:
+    """The encoder of a flush run's settings (``relay_settings``): a rebuilt batch comes out identical."""
+    return Encoder(endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"])
 
 
 def profile(row: Queued, status: str) -> Profile:
@@ -139,7 +139,8 @@ class FlushStage:
     def batches(self) -> Iterator[Batch]:
         status = {row.rowid: s for row, s in self.planned.send}
         profiles = (profile(row, s) for row, s in self.planned.send)
-        for b in batches(profiles, encoder_for(self.resolved), self.resolved.connector.batch_size, self._reject):
+        encoder = encoder_for(relay_settings(self.resolved), self.resolved.connector.endpoint)
+        for b in batches(profiles, encoder, self.resolved.connector.batch_size, self._reject):
             self.store.queue.take(self.run_id, b.index, [(line, status[line]) for line in b.lines])
             self.taken += b.profiles
             self.superseded += sum(self.merged[line] for line in b.lines)
@@ -179,9 +180,10 @@ class QueueResend:
     command = COMMAND
     stops_reading_on_cancel = True
 
-    def __init__(self, store: Store, resolved: Resolved, run_id: str) -> None:
-        self.store, self.resolved, self.run_id = store, resolved, run_id
-        self.scope = scope_of(resolved.connector_name, resolved.segment_key)
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self.run = store.runs.get(run_id)
+        self.scope = scope_of(self.run.connector, self.run.segment)
         self.rows = store.queue.batch_rows(run_id)
 
     def prepare(self) -> None:
@@ -194,7 +196,7 @@ class QueueResend:
         pass
 
     def batches(self) -> Iterator[Batch]:
-        encoder = encoder_for(self.resolved)
+        encoder = encoder_for(self.run.settings, self.run.endpoint)
         for idx, rows in self.rows.items():
             made, _ = encoder.encode([profile(r, r.status) for r in rows], idx)
             yield from made[:1]  # its rows fitted one body when it was made
@@ -205,7 +207,7 @@ class QueueResend:
     def counts(self, complete: bool) -> dict[str, int | None]:
         """The run's counts as journaled, with every journaled batch read (a run killed in flight
         never recorded its counts)."""
-        run = self.store.runs.get(self.run_id)
+        run = self.store.runs.get(self.run_id)  # as it is now
         batched = sum(b.profiles for b in self.store.runs.batches(self.run_id))
         other = run.rows_rejected + run.rows_duplicate + (run.profiles_unchanged or 0)
         return {

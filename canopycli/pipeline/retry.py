@@ -24,6 +24,7 @@ from ..store.runs import RunRow
 from . import diff
 from .drive import Cancel, ProgressHook, Run, Wiring, drive, finish
 from .rawinput import file_sha256
+from .queued import QueueResend
 from .read import Source, open_source
 from .report import Report
 from .stages import ChangeStage, Resend, Stage
@@ -100,7 +101,14 @@ def _resume_sync(
     return diff.resend(journal, run, report), None
 
 
-_RESUMES: dict[str, Resume] = {"sync": _resume_sync}
+def _resume_relay(
+    journal: Journal, run: RunRow, report: Report, opened: contextlib.ExitStack
+) -> tuple[Stage, Source | None]:
+    """A relay flush: its unacknowledged batches, rebuilt from their rows in the queue."""
+    return QueueResend(journal, run.id), None
+
+
+_RESUMES: dict[str, Resume] = {"sync": _resume_sync, "relay": _resume_relay}
 
 
 def reopen(journal: Journal, run: RunRow) -> Source:

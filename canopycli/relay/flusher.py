@@ -212,7 +212,7 @@ class Flusher:
         if self._paused(s) or (s.retry_at > t and not s.forced):
             return
         for run_id in store.queue.taken_runs(s.key):
-            if not self._run(store, s, QueueResend(store, s.resolved, run_id), run_id):
+            if not self._run(store, s, QueueResend(store, run_id), run_id):
                 return
         with self.lock:
             interval_due = s.oldest is not None and t - s.oldest >= self.settings.flush_interval
