@@ -23,8 +23,8 @@ from ..store.locks import SegmentLock, state_dir
 from ..store.runs import RunRow
 from . import diff
 from .drive import Cancel, ProgressHook, Run, Wiring, drive, finish
-from .rawinput import file_sha256
 from .queued import QueueResend
+from .rawinput import file_sha256
 from .read import Source, open_source
 from .report import Report
 from .stages import ChangeStage, Resend, Stage
