@@ -155,6 +155,8 @@ class Resolved(BaseModel):
     connector: Connector
     segment_key: str
     segment: Segment
+    # Every segment of the config, by key: an engine payload's partnerAudienceId may select any of them.
+    segments: dict[str, Segment] = Field(default_factory=dict)
 
     @property
     def segment_name(self) -> str:
@@ -443,6 +445,7 @@ def resolve(config: Config, segment: str | None, shown: str) -> Resolved:
         connector=config.connectors[seg.connector],
         segment_key=segment,
         segment=seg,
+        segments=config.segments,
     )
 
 

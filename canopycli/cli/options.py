@@ -29,7 +29,14 @@ ConfigOpt = Annotated[
 SegmentOpt = Annotated[
     str | None, typer.Option("--segment", "-s", help="Segment key in the config (needed if it has several).")
 ]
-FormatOpt = Annotated[str | None, typer.Option("--format", help="csv or jsonl. Default: from the file name.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="csv or jsonl; push also takes engine or copernica (JSON Lines of custom-connector payloads or "
+        "Copernica callbacks). Default: from the file name.",
+    ),
+]
 DelimiterOpt = Annotated[str | None, typer.Option("--delimiter", help="CSV delimiter. Default: sniffed (, ; TAB |).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Do everything but the network.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="With --dry-run: write each request body to DIR as .json.")]

@@ -134,7 +134,7 @@ class FileSource:
 def detect_format(name: str, explicit: str | None) -> Format | None:
     if explicit:
         if explicit not in ("csv", "jsonl"):
-            raise InputError(f"unknown --format {explicit!r}; use csv or jsonl")
+            raise InputError(f"unknown --format {explicit!r}; use csv or jsonl (push also reads engine or copernica)")
         return explicit  # type: ignore[return-value]
     suffixes = [s.lower() for s in Path(name).suffixes]
     if suffixes and suffixes[-1] == ".gz":

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from ..config import Resolved, redact_url
+from ..config import Resolved, Segment, redact_url
 from ..deployteq.quota import DailyQuota
 from ..errors import StateError
 from ..store import Store as Journal
@@ -23,6 +23,7 @@ from ..store.locks import SegmentLock, state_dir
 from ..store.runs import RunRow
 from . import diff
 from .drive import Cancel, ProgressHook, Run, Wiring, drive, finish
+from .payloads import adapt_payloads, reading_format
 from .queued import QueueResend
 from .rawinput import file_sha256
 from .read import Source, open_source
@@ -131,7 +132,9 @@ def reopen(journal: Journal, run: RunRow) -> Source:
             hint="Restore the original file to finish the run, or push the new file as a new run.",
         )
     s = run.settings
-    return open_source(run.input, s["format"], s["delimiter"])
+    source = open_source(run.input, reading_format(s["format"]), s["delimiter"])
+    adapt_payloads(source, s, Segment.model_validate(s["segment"]))
+    return source
 
 
 def _same_input(journal: Journal, run: RunRow, path: str) -> bool:

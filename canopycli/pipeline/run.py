@@ -26,6 +26,7 @@ from ..store import Store as Journal
 from ..store.locks import SegmentLock, state_dir
 from .diff import DiffStage, SyncOptions
 from .drive import Cancel, ProgressHook, Run, Wiring, drive, finish
+from .payloads import PAYLOAD_FORMATS, adapt_payloads, payload_settings, reading_format
 from .read import RecordsSource, Source, open_source
 from .report import RejectsWriter, Report
 from .retry import run_retry
@@ -66,7 +67,7 @@ StageFactory = Callable[[Source, Report, RejectsWriter | None], Stage]
 def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
     """Everything that shapes the batches of a run, so ``retry`` can rebuild them exactly."""
     conn = resolved.connector
-    return {
+    settings: dict[str, Any] = {
         "segment": resolved.segment.model_dump(mode="json"),
         "segment_name": resolved.segment_name,
         "identifier": conn.identifier,
@@ -78,6 +79,11 @@ def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
         "format": opts.format,
         "delimiter": opts.delimiter,
     }
+    payloads = payload_settings(opts.format, resolved.segment_key, resolved.segments, opts.status)
+    if payloads is not None:  # --status is the payloads' default status, not a status for every row
+        settings["status_given"] = False
+        settings["payloads"] = payloads
+    return settings
 
 
 def run_push(
@@ -92,6 +98,11 @@ def run_push(
     """``push`` a change file, or (with ``sync``) ``sync`` a full snapshot."""
     if opts.out_dir is not None and not opts.dry_run:
         raise InputError("--out writes request bodies of a dry run; add --dry-run")
+    if sync is not None and opts.format in PAYLOAD_FORMATS:
+        raise InputError(
+            f"sync takes the full membership as CSV or JSONL; --format {opts.format} reads events",
+            hint="Use `canopycli push --format ...` for files of payloads.",
+        )
     settings = batch_settings(resolved, opts)
     endpoint = resolved.connector.endpoint
 
@@ -99,7 +110,7 @@ def run_push(
         return ChangeStage(settings, endpoint, source, report, rejects, dry_run=opts.dry_run)
 
     if opts.dry_run and sync is None:  # no journal, no lock: nothing is recorded
-        return _dry_run(resolved, opts, ChangeStage.command, change, progress)
+        return _dry_run(resolved, opts, settings, ChangeStage.command, change, progress)
     root = state_dir(opts.state_dir)
     command = ChangeStage.command if sync is None else DiffStage.command
     with (
@@ -108,8 +119,8 @@ def run_push(
     ):
         build = change if sync is None else _diff(resolved, settings, journal, sync)
         if opts.dry_run:  # a sync's dry run diffs against the journal's baseline, and moves nothing
-            return _dry_run(resolved, opts, command, build, progress)
-        with _intake(resolved, opts, command, build) as (source, report, stage):
+            return _dry_run(resolved, opts, settings, command, build, progress)
+        with _intake(resolved, opts, settings, command, build) as (source, report, stage):
             run = _start(journal, resolved, opts, settings, stage, source, report)
             run.transport, run.progress, run.cancel = transport or Wiring(), progress, cancel or Cancel()
             drive(run)
@@ -127,7 +138,7 @@ def _diff(resolved: Resolved, settings: dict[str, Any], journal: Journal, sync: 
 
 @contextlib.contextmanager
 def _intake(
-    resolved: Resolved, opts: PushOptions, command: str, build: StageFactory
+    resolved: Resolved, opts: PushOptions, settings: dict[str, Any], command: str, build: StageFactory
 ) -> Iterator[tuple[Source, Report, Stage]]:
     """The one place a run (real or dry) opens its input, report, rejects writer and stage; they
     are closed in the reverse order however the run ends."""
@@ -135,9 +146,10 @@ def _intake(
         source: Source = (
             RecordsSource.of(opts.records)
             if opts.records is not None
-            else open_source(opts.input, opts.format, opts.delimiter)
+            else open_source(opts.input, reading_format(opts.format), opts.delimiter)
         )
         opened.callback(source.close)
+        adapt_payloads(source, settings, resolved.segment)
         report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=opts.dry_run)
         rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
         if rejects is not None and opts.dry_run:
@@ -190,9 +202,14 @@ def _start(
 
 
 def _dry_run(
-    resolved: Resolved, opts: PushOptions, command: str, build: StageFactory, progress: ProgressHook | None
+    resolved: Resolved,
+    opts: PushOptions,
+    settings: dict[str, Any],
+    command: str,
+    build: StageFactory,
+    progress: ProgressHook | None,
 ) -> Report:
-    with _intake(resolved, opts, command, build) as (_, report, stage):
+    with _intake(resolved, opts, settings, command, build) as (_, report, stage):
         stage.prepare()
         if opts.out_dir is not None:
             opts.out_dir.mkdir(parents=True, exist_ok=True)
