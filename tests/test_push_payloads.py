@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,40 @@ def test_push_engine_dry_run_by_name(tmp_path: Path) -> None:
     [body] = [json.loads(f.read_text()) for f in (tmp_path / "out").iterdir()]
     assert [c["r42Status"] for c in body["campaigns"][0]["customers"]] == ["NEW", "NEW"]
     assert report(tmp_path / "r.json")["rows_read"] == 2
+
+
+def test_sigterm_then_retry_adapts_the_payloads_again(sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    """retry rebuilds an engine run from its file with the selection and --status the run used."""
+    from .test_delivery_e2e import popen, wait_for
+
+    sb = sandbox(latency=0.15)
+    cfg = two_segments(tmp_path, sb.endpoint)
+    data = yaml.safe_load(cfg.read_text())
+    data["connectors"]["main"].update(concurrency=1, batch_size=100)
+    cfg.write_text(yaml.safe_dump(data))
+    lines = [payload("2582431", [f"u{i}-{j}@example.com" for j in range(10)]) for i in range(300)]
+    events = jsonl(tmp_path / "events.jsonl", [*lines, payload("Winback", ["x@example.com"])])
+    args = ("-c", str(cfg), "-s", "WelcomeFlow")
+    proc = popen(
+        "push",
+        str(events),
+        *args,
+        "--format",
+        "engine",
+        "--status",
+        "REMOVED",
+        "--report-json",
+        str(tmp_path / "r1.json"),
+    )
+    wait_for(lambda: sb.snapshot()["accepted"] >= 3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    r1 = report(tmp_path / "r1.json")
+    assert r1["profiles_delivered"] < 3000
+    p = run_cli("retry", r1["run_id"], "-c", str(cfg), "--report-json", str(tmp_path / "r2.json"))
+    assert p.returncode == 0, p.stderr
+    stats = sb.snapshot()
+    assert (stats["accepted"], stats["duplicates"], stats["profiles"]) == (30, 0, 3000)
+    r2 = report(tmp_path / "r2.json")
+    assert (r2["rows_read"], r2["rows_rejected"]) == (3001, 1)
