@@ -71,10 +71,11 @@ class FakeCore:
         return [it for call in self.calls for it in call]
 
 
-def make_core(verify: bool = False, **kwargs: Any) -> FakeCore:
+def make_core(verify: bool = False, body_timeout: float = 30.0, **kwargs: Any) -> FakeCore:
     settings = RelaySettings(
         tokens=[SecretStr(t) for t in TOKENS],
         max_body_bytes=LIMIT,
+        body_timeout=body_timeout,
         copernica=CopernicaSettings(verify=verify),
     )
     segments = {
@@ -302,15 +303,18 @@ def test_body_exactly_at_the_limit_is_read(client: TestClient) -> None:
     assert r.status_code == 202
 
 
-def asgi_post(app: Any, path: str, headers: dict[str, str], chunks: Iterable[bytes]) -> tuple[int, int]:
-    """POST straight into the app, a chunk per receive(); (status, chunks it asked for)."""
+def asgi_post(app: Any, path: str, headers: dict[str, str], chunks: Iterable[bytes | None]) -> tuple[int, int]:
+    """POST straight into the app, a chunk per receive() (None: the client stalls for good);
+    (status, chunks it asked for)."""
     feed, asked, status = iter(chunks), 0, 0
 
     async def receive() -> dict[str, Any]:
         nonlocal asked
         asked += 1
-        chunk = next(feed, None)
-        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+        chunk = next(feed, b"")  # b"": the end of the body
+        if chunk is None:
+            await anyio.sleep_forever()
+        return {"type": "http.request", "body": chunk, "more_body": chunk != b""}
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal status
@@ -338,6 +342,11 @@ def asgi_post(app: Any, path: str, headers: dict[str, str], chunks: Iterable[byt
 def test_an_endless_chunked_body_is_cut_at_the_limit(core: FakeCore) -> None:
     status, asked = asgi_post(build_app(core), PROFILES, {**AUTH, **J}, itertools.repeat(b" " * 400))
     assert (status, asked) == (413, 3)  # 1,200 bytes > 1,000: refused without asking for more
+
+
+def test_a_stalled_body_is_408() -> None:
+    app = build_app(make_core(body_timeout=0.05))
+    assert asgi_post(app, PROFILES, {**AUTH, **J}, [b"[", None]) == (408, 2)
 
 
 def test_shutting_down_answers_503(core: FakeCore, client: TestClient) -> None:

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import orjson
 from pydantic import SecretStr
@@ -25,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..config import RelaySettings
 from ..pipeline.payloads import PayloadError, copernica_form, copernica_record, engine_records
 from .core import Accepted, Core, Item, ShuttingDown
 from .metrics import CONTENT_TYPE
@@ -113,9 +115,11 @@ def _segment(core: Core, key: str) -> str:
 # --- bodies ------------------------------------------------------------------------------
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to be over ``limit``: by Content-Length
-    before reading anything, else while streaming (at most ``limit`` + one chunk held)."""
+async def _body(request: Request, settings: RelaySettings) -> bytes:
+    """The body, refused (413) as soon as it is known to be over the limit: by Content-Length
+    before reading anything, else while streaming (at most the limit + one chunk held); and 408
+    for a client too slow to send it, which would otherwise hold a connection for ever."""
+    limit = settings.max_body_bytes
     too_big = Refusal(413, f"the body is over {limit} bytes (relay.max_body_bytes): send fewer records")
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -126,11 +130,14 @@ async def _body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
+        with anyio.fail_after(settings.body_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal(408, f"the body took over {settings.body_timeout:g}s (relay.body_timeout)") from None
     except ClientDisconnect:
         raise Refusal(400, "the client went away before the body ended") from None
     return b"".join(chunks)
@@ -224,7 +231,7 @@ class _Handlers:
         _open(core)
         key = _segment(core, request.path_params["segment"])
         media = _media_type(request, (JSON, *NDJSON))
-        values = _values(await _body(request, core.settings.max_body_bytes), media)
+        values = _values(await _body(request, core.settings), media)
         return await _accept(core, _adapt(values, lambda record: (key, [record]), objects_only=True), key)
 
     async def engine(self, request: Request) -> Response:
@@ -235,7 +242,7 @@ class _Handlers:
         if status is not None and (status := status.upper()) not in STATUSES:
             raise Refusal(400, f"?status= must be one of {', '.join(STATUSES)}")
         media = _media_type(request, (JSON, *NDJSON))
-        values = _values(await _body(request, core.settings.max_body_bytes), media)
+        values = _values(await _body(request, core.settings), media)
         adapted = _adapt(values, lambda payload: engine_records(payload, core.segments, status), objects_only=False)
         return await _accept(core, adapted, NO_SEGMENT)
 
@@ -245,7 +252,7 @@ class _Handlers:
         if not core.settings.copernica.verify:
             _query_token(request, core)
         _open(core)
-        body = await _body(request, core.settings.max_body_bytes)
+        body = await _body(request, core.settings)
         if core.settings.copernica.verify:
             await _signed(request, core, body)
         key = _segment(core, request.path_params["segment"])
