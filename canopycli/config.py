@@ -393,8 +393,8 @@ def listen_address(listen: str) -> tuple[str, int]:
         raise ValueError(f"expected HOST:PORT, e.g. {RELAY_LISTEN}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+    if not (port.isascii() and port.isdigit() and int(port) < 65536):
+        raise ValueError(f"port {port!r} is not a number from 0 (any free port) to 65535")
     if not host or any(c.isspace() for c in host):
         raise ValueError(f"expected HOST:PORT, e.g. {RELAY_LISTEN}")
     return host, int(port)

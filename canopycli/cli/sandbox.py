@@ -102,12 +102,21 @@ def demo(
         bool,
         typer.Option("--keep", metavar="", help="Keep the demo's folder (what the sandbox received, rejected rows)."),
     ] = False,
+    relay: Annotated[
+        bool,
+        typer.Option("--relay", help="Start a relay too, post sample events in all three shapes, show them arrive."),
+    ] = False,
 ) -> None:
     """Push the packaged sample segment to a built-in sandbox: no config, no credentials."""
     check_outputs(report_json)
     workdir = Path(tempfile.mkdtemp(prefix="canopycli-demo-"))
     try:
-        _demo(workdir, quiet, report_json, keep)
+        if relay:
+            from .relay import demo_relay
+
+            demo_relay(workdir, quiet)
+        else:
+            _demo(workdir, quiet, report_json, keep)
     finally:
         if not keep:  # the rejects file holds the sample's raw addresses: leave nothing behind
             shutil.rmtree(workdir, ignore_errors=True)
