@@ -72,7 +72,11 @@ class Verdict:
 
 
 class Transport(Protocol[Reply]):
-    """One far side's dialect. ``attempt`` raises ``httpx.TransportError`` when no reply came."""
+    """One far side's dialect. ``attempt`` raises ``httpx.TransportError`` when no reply came.
+    ``calls``: the requests it made, when that differs from one per attempt (SOAP), else None."""
+
+    @property
+    def calls(self) -> int | None: ...
 
     def encode(self, profiles: list[Profile], first_index: int) -> tuple[list[Batch], list[Reject]]: ...
 

@@ -112,6 +112,10 @@ class WebhookTransport:
             trust_env=False,
         )
 
+    @property
+    def calls(self) -> int | None:
+        return None  # one request per attempt: the report's ``requests``
+
     def encode(self, profiles: list[Profile], first_index: int) -> tuple[list[Batch], list[Reject]]:
         if self.encoder is None:
             raise TypeError("WebhookTransport.encode needs an encoder (the segment the bodies go to)")

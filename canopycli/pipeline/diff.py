@@ -21,7 +21,7 @@ from typing import Any, cast
 import orjson
 
 from ..config import Segment
-from ..deployteq.webhook import Encoder
+from ..deployteq.far import encoder_for
 from ..errors import InputError, MassRemovalError, StateError
 from ..model import Batch, Profile, Reject
 from ..store import Store as Journal
@@ -111,9 +111,7 @@ class DiffStage:
         self.normalizer = Normalizer(
             segment, settings["identifier"], source.columns, "NEW", status_allowed=False, source_name=source.name
         )
-        self.encoder = Encoder(
-            endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
-        )
+        self.encoder = encoder_for(settings, endpoint)
         self.batch_size = settings["batch_size"]
         self.source, self.report, self.rejects = source, report, rejects
         self.segment_name = settings["segment_name"]

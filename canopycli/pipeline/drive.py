@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from ..config import Connector
-from ..deployteq.deliver import Deliverer, deliver
+from ..deployteq.deliver import Deliverer, Transport, deliver
+from ..deployteq.realtime import NOT_FOUND
 from ..deployteq.quota import DailyQuota, retry_when
 from ..deployteq.webhook import WebhookTransport
 from ..errors import CanopyError, StateError
@@ -79,6 +81,7 @@ class Run:
     progress: ProgressHook | None = None
     cancel: Cancel = field(default_factory=Cancel)
     resumed: bool = False  # retry: the run has sent before (an error then says so)
+    far: Transport[Any] | None = None  # the far side (``deployteq.far``); None: the connector's webhook
     writes: str = "a file"  # what a failed write mid-run was writing, for its message
 
 
@@ -115,8 +118,9 @@ def _deliver(run: Run) -> None:
 
     conn = run.connector
     concurrency = run.concurrency or conn.concurrency
+    far = run.far or WebhookTransport(conn, transport=run.transport.transport, concurrency=concurrency)
     sender = Deliverer(
-        WebhookTransport(conn, transport=run.transport.transport, concurrency=concurrency),
+        far,
         concurrency=concurrency,
         retries=conn.retries,
         backoff=conn.backoff,
@@ -132,6 +136,7 @@ def _deliver(run: Run) -> None:
         completed = cancel.reason is None or not stage.stops_reading_on_cancel
     finally:
         quota.save()
+        report.calls = far.calls
         report.stop_reason = cancel.reason or sender.stop_reason
         if report.stop_reason == STOP_DAILY_LIMIT:
             report.retry_hint = (sender.retry_hint + "; " if sender.retry_hint else "") + f"retry {retry_when()}"
@@ -181,6 +186,9 @@ def finish(journal: Journal, run_id: str, live: Report) -> Report:
         live.reject_samples,
     )
     report.damage = live.damage
+    if run.settings.get("api") == "soap":  # per-profile delivery: calls and faults too
+        report.calls = live.calls or 0
+        report.per_profile(NOT_FOUND)
     if report.damage is None and run.stop_reason == STOP_DAMAGED_INPUT:  # a retry of a run that read damaged input
         report.damage = (
             f"{run.input}: run {run.id} stopped reading its input where it was damaged; the lines from there on "

@@ -100,7 +100,27 @@ def customer_id(value: Any) -> str:
     return v
 
 
-IDENTITIES: dict[str, Callable[[Any], str]] = {"hashed_email": hashed_email, "customer_id": customer_id}
+def plain_email(value: Any) -> str:
+    """``identifier: email`` (SOAP): the trimmed, lowercased address, checked as for hashing (a
+    SHA-256 digest cannot be mailed, so it is refused). The Normalizer hashes it for everything
+    but the request itself."""
+    if not isinstance(value, str):
+        raise ValueError("is not text")
+    v = value.strip().lower()
+    if not v:
+        raise ValueError("is empty")
+    if not v.isascii() and not _is_utf8(v):
+        raise ValueError("is not valid UTF-8 (re-export the file as UTF-8)")
+    if len(v) > 80 or not email_is_valid(v):  # Deployteq's emailAddress holds 80 characters
+        raise ValueError("is not a valid email address (at most 80 characters)")
+    return v
+
+
+IDENTITIES: dict[str, Callable[[Any], str]] = {
+    "hashed_email": hashed_email,
+    "customer_id": customer_id,
+    "email": plain_email,
+}
 
 
 # --- params (the rules are in values.py) ---------------------------------------------------
@@ -150,7 +170,8 @@ class Normalizer:
         status_given: bool = False,
     ) -> None:
         self.identify = IDENTITIES[identifier]
-        self.hex_ids = identifier == "hashed_email"  # every id is a lowercase SHA-256 hex digest
+        self.plain_email = identifier == "email"  # SOAP: the address is sent, its SHA-256 kept
+        self.hex_ids = identifier in ("hashed_email", "email")  # every id is a lowercase SHA-256 hex digest
         self.id_column = segment.id_column
         self.status_column = segment.status_column
         self.default_status = default_status.upper()
@@ -241,6 +262,9 @@ class Normalizer:
             cid = self.identify(raw_id)
         except ValueError as e:
             return Reject(line, f"{self.id_column}: {e}")
+        plain = None
+        if self.plain_email:  # from here on the id is the address's SHA-256, as for hashed_email
+            plain, cid = cid, _sha256(cid.encode()).hexdigest()
         status = self.default_status
         if self.has_status or (self.columns is None and self.status_column in record):
             if not self.status_allowed:
@@ -276,6 +300,8 @@ class Normalizer:
         except ValueError as e:
             return Reject(line, f"{column}: {e}", cid)
         customer = {"customerId": cid, "r42Status": status, "params": params}
+        if plain is not None:  # the address goes to the request only (realtime.ProfileEncoder)
+            customer["emailAddress"] = plain
         if not self.encoded:
             return Profile(line, cid, customer)
         try:

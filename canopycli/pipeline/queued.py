@@ -21,7 +21,7 @@ from typing import Any
 from orjson import Fragment, dumps
 
 from ..config import Resolved
-from ..deployteq.webhook import Encoder
+from ..deployteq.far import encoder_for
 from ..model import Batch, Profile, Reject
 from ..store import Store
 from ..store.baseline import moves
@@ -45,12 +45,9 @@ def relay_settings(resolved: Resolved) -> dict[str, Any]:
         "customer_type": conn.customer_type,
         "batch_size": conn.batch_size,
         "max_body_bytes": conn.max_body_bytes,
+        "api": getattr(conn, "api", "webhook"),
     }
 
-
-def encoder_for(settings: dict[str, Any], endpoint: str) -> Encoder:
-    """The encoder of a flush run's settings (``relay_settings``): a rebuilt batch comes out identical."""
-    return Encoder(endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"])
 
 
 def profile(row: Queued, status: str) -> Profile:

@@ -94,6 +94,11 @@ class Report:
     # Reading stopped at damaged input (``Source.damage``): ``file:line: what happened; what to do``.
     damage: str | None = None
     batches: list[BatchRow] = field(default_factory=list)
+    # SOAP only (None for the webhook): every SOAP call made, failed profiles by fault code, and
+    # REMOVED profiles Deployteq had no customer for (success; informational, outside the sum)
+    calls: int | None = None
+    faults: dict[str, int] | None = None
+    profiles_not_found: int | None = None
     reject_samples: list[tuple[int, str]] = field(default_factory=list)
 
     @classmethod
@@ -203,12 +208,26 @@ class Report:
             "outcomes": self.outcomes(),
             "batches": [b.to_json() for b in self.batches],
         }
+        if self.calls is not None:
+            data["calls"] = self.calls
+            data["faults"] = dict(sorted((self.faults or {}).items()))
+            data["profiles_not_found"] = self.profiles_not_found or 0
         if self.profiles_unchanged is not None:
             data["profiles_unchanged"] = self.profiles_unchanged
             data["removals_delivered"] = self.removals_delivered
             data["removals_failed"] = self.removals_failed
             data["removals_not_sent"] = self.removals_not_sent
         return data
+
+    def per_profile(self, not_found_detail: str) -> None:
+        """A SOAP run: failed profiles by fault code, and removals with no customer, from the batches."""
+        self.faults, self.profiles_not_found = {}, 0
+        for b in self.batches:
+            if b.outcome == FAILED and b.error and b.error.startswith("fault "):
+                code = b.error.removeprefix("fault ")
+                self.faults[code] = self.faults.get(code, 0) + b.profiles
+            elif b.outcome == DELIVERED and b.detail == not_found_detail:
+                self.profiles_not_found += b.profiles
 
     def outcomes(self) -> list[dict[str, Any]]:
         groups: dict[str, dict[str, Any]] = {}
@@ -261,17 +280,22 @@ class RejectsWriter:
     the object as JSON, or the line's text when it is not a JSON object.
     """
 
-    def __init__(self, path: str | Path, columns: list[str] | None) -> None:
+    def __init__(self, path: str | Path, columns: list[str] | None, hash_column: str | None = None) -> None:
         # surrogateescape: bytes that were not UTF-8 in the input are written back as they were
         # owner-only: it holds the rows as given, raw email addresses included
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._fh: IO[str] = open(fd, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         self.columns = columns
+        # identifier: email: the id column is written as its SHA-256, and a line that could not be
+        # read into fields is withheld (it may hold an address)
+        self.hash_column = hash_column
         self._w = csv.writer(self._fh)
         self._w.writerow(["line", "reason", *(columns if columns is not None else ["record"])])
 
     def write(self, line: int, reason: str, record: Any) -> None:
         """``record``: a list of fields, a dict (JSONL), the text of a line, or None (nothing was read)."""
+        if self.hash_column is not None:
+            record = self._hashed(record)
         if self.columns is not None:
             width = len(self.columns)
             if isinstance(record, list):
@@ -288,8 +312,26 @@ class RejectsWriter:
             values = [record if isinstance(record, str) else ""]
         self._w.writerow([line, reason, *values])
 
+    def _hashed(self, record: Any) -> Any:
+        col = self.hash_column
+        if isinstance(record, dict) and col in record:
+            return {**record, col: _sha(record[col])}
+        if isinstance(record, list) and self.columns is not None and col in self.columns:
+            i = self.columns.index(col)  # type: ignore[arg-type]
+            return [_sha(v) if n == i else v for n, v in enumerate(record)]
+        if isinstance(record, str):
+            return "(withheld: the line may hold an address, and identifier: email keeps none)"
+        return record
+
     def close(self) -> None:
         self._fh.close()
+
+
+def _sha(value: Any) -> str:
+    import hashlib
+
+    text = value.strip().lower() if isinstance(value, str) else str(value)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _json_text(record: dict[str, Any]) -> str:

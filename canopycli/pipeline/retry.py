@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..config import Resolved, Segment, redact_url
+from ..deployteq.far import far_side
 from ..deployteq.quota import DailyQuota
 from ..errors import StateError
 from ..store import Store as Journal
@@ -67,10 +68,13 @@ def run_retry(
         stage.prepare()
         quota = DailyQuota(journal.requests, conn.endpoint, conn.daily_limit)
         quota.check(stage.requests_needed(), opts.allow_partial)
+        wiring = transport or Wiring()
+        far = far_side(resolved, journal.path, wiring.transport, opts.concurrency or conn.concurrency)
+        opened.callback(far.close)
         drive(
             Run(
                 journal, run.id, stage, report, quota, conn, source, opts.concurrency,
-                transport or Wiring(), progress, cancel or Cancel(), resumed=True,
+                wiring, progress, cancel or Cancel(), resumed=True, far=far,
             )
         )  # fmt: skip
         stage.finish()
@@ -88,7 +92,9 @@ class RetryOptions(Protocol):
 def _resume_push(
     journal: Journal, run: RunRow, report: Report, opened: contextlib.ExitStack
 ) -> tuple[Stage, Source | None]:
-    if run.spool_complete and not journal.runs.bodiless(run.id):
+    # identifier: email keeps no address in the journal: its profiles come from the input again
+    keeps_bodies = run.settings.get("identifier") != "email"
+    if keeps_bodies and run.spool_complete and not journal.runs.bodiless(run.id):
         return Resend(journal, run.id), None
     # killed before it had read everything, or with batches in flight: rebuild from the input
     source = reopen(journal, run)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Resolved
+from ..deployteq.far import far_side
 from ..deployteq.quota import DailyQuota
 from ..errors import InputError
 from ..model import DRY_RUN, Result
@@ -74,6 +75,7 @@ def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
         "customer_type": conn.customer_type,
         "batch_size": conn.batch_size,
         "max_body_bytes": conn.max_body_bytes,
+        "api": getattr(conn, "api", "webhook"),
         "status": opts.status or "NEW",
         "status_given": opts.status is not None,
         "format": opts.format,
@@ -121,9 +123,14 @@ def run_push(
         if opts.dry_run:  # a sync's dry run diffs against the journal's baseline, and moves nothing
             return _dry_run(resolved, opts, settings, command, build, progress)
         with _intake(resolved, opts, settings, command, build) as (source, report, stage):
-            run = _start(journal, resolved, opts, settings, stage, source, report)
-            run.transport, run.progress, run.cancel = transport or Wiring(), progress, cancel or Cancel()
-            drive(run)
+            wiring = transport or Wiring()
+            run = _start(journal, resolved, opts, settings, stage, source, report, wiring)
+            run.transport, run.progress, run.cancel = wiring, progress, cancel or Cancel()
+            try:
+                drive(run)
+            finally:
+                if run.far is not None:
+                    run.far.close()
             stage.finish()
         return finish(journal, run.run_id, report)
 
@@ -151,7 +158,8 @@ def _intake(
         opened.callback(source.close)
         adapt_payloads(source, settings, resolved.segment)
         report = Report(command, resolved.segment_name, resolved.connector_name, source.name, dry_run=opts.dry_run)
-        rejects = RejectsWriter(opts.rejects, source.columns) if opts.rejects else None
+        hashed = resolved.segment.id_column if resolved.connector.identifier == "email" else None
+        rejects = RejectsWriter(opts.rejects, source.columns, hashed) if opts.rejects else None
         if rejects is not None and opts.dry_run:
             opened.callback(rejects.close)
         elif rejects is not None:  # a failed write is then an error of the run, which retry can finish
@@ -176,13 +184,20 @@ def _start(
     stage: Stage,
     source: Source,
     report: Report,
+    wiring: Wiring,
 ) -> Run:
     """Everything that may refuse the run before anything is sent (the stage's preparation, the
-    quota), then the run in the journal and the stage's effects of starting it."""
+    far side: SOAP resolves the segment's campaign; the quota), then the run in the journal and
+    the stage's effects of starting it."""
     conn = resolved.connector
     stage.prepare()
+    far = far_side(resolved, journal.path, wiring.transport, opts.concurrency or conn.concurrency)
     quota = DailyQuota(journal.requests, conn.endpoint, conn.daily_limit)
-    quota.check(stage.requests_needed(), opts.allow_partial)
+    try:
+        quota.check(stage.requests_needed(), opts.allow_partial)
+    except BaseException:
+        far.close()
+        raise
     origin = source.origin()
     run_id = journal.runs.start(
         command=stage.command,
@@ -198,7 +213,7 @@ def _start(
     report.run_id = run_id
     stage.begin(run_id)
     writes = "the rejects file" if opts.rejects else "a file"
-    return Run(journal, run_id, stage, report, quota, conn, source, opts.concurrency, writes=writes)
+    return Run(journal, run_id, stage, report, quota, conn, source, opts.concurrency, writes=writes, far=far)
 
 
 def _dry_run(

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ..config import Segment
 from ..deployteq.quota import requests_needed
-from ..deployteq.webhook import Encoder
+from ..deployteq.far import encoder_for
 from ..model import Batch, Profile, Reject
 from ..store import Store as Journal
 from .batch import batches
@@ -153,9 +153,7 @@ class ChangeStage:
             encoded=True,
             status_given=settings.get("status_given", False),  # absent in runs journaled by 1.0
         )
-        self.encoder = Encoder(
-            endpoint, settings["segment_name"], settings["customer_type"], settings["max_body_bytes"]
-        )
+        self.encoder = encoder_for(settings, endpoint)
         self.source, self.report, self.rejects = source, report, rejects
         self.batch_size = settings["batch_size"]
         self.dry_run, self.resumed = dry_run, resumed

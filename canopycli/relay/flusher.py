@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RelaySettings, Resolved
+from ..deployteq.far import far_side
 from ..deployteq.quota import DailyQuota, next_reset
 from ..errors import CanopyError, LockedError
 from ..model import STOP_CREDENTIALS, STOP_DAILY_LIMIT, State
@@ -66,6 +67,13 @@ class Segment:
 class Pause:
     until: float
     reason: str
+
+
+def _flush_at(s: Segment) -> int:
+    """How many waiting events make a segment due: a full batch for the webhook, one for SOAP
+    (real time: every event goes at once)."""
+    conn = s.resolved.connector
+    return 1 if getattr(conn, "api", "webhook") == "soap" else conn.batch_size
 
 
 class Flusher:
@@ -116,7 +124,7 @@ class Flusher:
             s.waiting += made
             if s.oldest is None and made:
                 s.oldest = at
-            full = s.waiting >= s.resolved.connector.batch_size
+            full = s.waiting >= _flush_at(s)
         self.metrics.set_queue(segment, s.waiting + s.taken, self._age(s))
         if full:
             self.wake.set()
@@ -217,7 +225,7 @@ class Flusher:
         with self.lock:
             interval_due = s.oldest is not None and t - s.oldest >= self.settings.flush_interval
             forced, s.forced = s.forced, False
-            size = s.resolved.connector.batch_size
+            size = _flush_at(s)
             due = s.waiting > 0 and (forced or interval_due or s.waiting >= size)
         if not due:
             return
@@ -259,7 +267,11 @@ class Flusher:
             else:
                 store.runs.claim(run_id)
             report.run_id = run_id
-            drive(Run(store, run_id, stage, report, quota, conn, None, None, self.wiring, None, self.cancel, resumed))
+            far = far_side(r, store.path, self.wiring.transport, conn.concurrency)
+            try:
+                drive(Run(store, run_id, stage, report, quota, conn, None, None, self.wiring, None, self.cancel, resumed, far=far))
+            finally:
+                far.close()
             stage.finish()
             done = finish(store, run_id, report)
             self.requests_today[conn.endpoint] = quota.used

@@ -63,6 +63,13 @@ class RelayCore:
             )
         self.settings: RelaySettings = settings
         self.resolved: dict[str, Resolved] = {key: resolve(config, key, config_path) for key in config.segments}
+        plain = sorted(k for k, r in self.resolved.items() if r.connector.identifier == "email")
+        if plain:
+            raise UsageError(
+                f"segment(s) {', '.join(plain)} use a connector with identifier: email, which the relay cannot"
+                " queue: its queue keeps no addresses",
+                hint="Relay those segments with identifier: customer_id, or push them with `canopycli push`.",
+            )
         self.segments: Mapping[str, Segment] = {key: r.segment for key, r in self.resolved.items()}
         self.metrics = Metrics()
         self.keys = keys or _keys(settings, Path(config_path).parent)
