@@ -3,6 +3,8 @@ its WSDL, each operation, each strict check, the faults it answers and the ones 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -353,3 +355,24 @@ def test_loopback_only_and_stops(sandbox: Callable[..., Sandbox]) -> None:
         httpx.get(sb.soap_url + "?wsdl", timeout=2)
     with pytest.raises(UsageError, match="loopback"):
         Sandbox(TOKEN, host="0.0.0.0")
+
+
+def test_the_sandbox_command_serves_the_campaigns_it_is_given() -> None:
+    args = ["sandbox", "--port", "0", "--campaigns", "12=Password reset,Newsletter", "--max-requests", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "canopycli", *args, "--duration", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    endpoint, soap_line = proc.stdout.readline(), proc.stdout.readline()
+    assert endpoint.startswith("endpoint: http://127.0.0.1:")
+    assert soap_line.endswith(f"{SOAP_PATH}  (WSDL: ?wsdl; campaigns: 1=Newsletter, 12=Password reset)\n")
+    url = soap_line.split()[1]
+    r = httpx.post(url + QUERY, content=envelope("campaign_getAllExecutable", []), headers={"Content-Type": "text/xml"})
+    names = [o.findtext(f"{{{NAMESPACE}}}name") for o in etree.fromstring(r.content).iter(f"{{{NAMESPACE}}}Option")]
+    assert names == ["Newsletter", "Password reset"]
+    out, err = proc.communicate(timeout=30)  # --max-requests 1: the SOAP call counts
+    assert proc.returncode == 0, err
+    assert 'soap calls: {"campaign_getAllExecutable": 1}' in err and TOKEN not in out + err
