@@ -1,4 +1,4 @@
-"""sandbox and demo: the local emulator of the webhook receiver, and a push to it with the sample."""
+"""sandbox and demo: the local emulators (webhook receiver and SOAP API), and a push to one with the sample."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from ..config import Config, Connector, Param, Segment, resolve
+from ..emulators.soap import DEFAULT_CAMPAIGNS
+from ..emulators.soap_xml import AUTH_FAILED
 from ..emulators.webhook import Sandbox
 from ..errors import UsageError
 from ..pipeline.run import PushOptions, run_push
@@ -46,8 +48,15 @@ def sandbox(
     seed: Annotated[int | None, typer.Option(help="Seed for the injected faults (reproducible runs).")] = None,
     max_requests: Annotated[int | None, typer.Option(min=1, help="Stop after this many requests.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+    campaigns: Annotated[
+        str,
+        typer.Option(help="The SOAP emulator's campaigns, comma-separated; '12=Password reset' fixes an id."),
+    ] = ",".join(DEFAULT_CAMPAIGNS),
+    soap_auth_fault_code: Annotated[
+        int, typer.Option(help="Fault code the SOAP emulator answers a wrong token (uuid) with.")
+    ] = AUTH_FAILED,
 ) -> None:
-    """Run a local emulator of the Deployteq webhook receiver on 127.0.0.1."""
+    """Run local emulators of the Deployteq webhook receiver and SOAP API on 127.0.0.1."""
     tok = token or os.environ.get("CANOPY_TOKEN") or secrets.token_urlsafe(24)
     sb = Sandbox(
         tok,
@@ -63,11 +72,14 @@ def sandbox(
         record=record,
         seed=seed,
         max_requests=max_requests,
+        campaigns=campaigns,
+        soap_auth_fault_code=soap_auth_fault_code,
     )
     typer.echo(f"endpoint: {sb.endpoint}")
+    typer.echo(f"soap: {sb.soap_url}  (WSDL: ?wsdl; campaigns: {_campaign_list(sb)})")
     if not (token or os.environ.get("CANOPY_TOKEN")):
         typer.echo(f"token: {tok}  (sandbox only; export CANOPY_TOKEN={tok} and use token: ${{CANOPY_TOKEN}})")
-    typer.echo(f"stats: {sb.base_url}/_sandbox/stats", err=True)
+    typer.echo(f"stats: {sb.base_url}/_sandbox/stats  soap state: {sb.base_url}/_sandbox/soap", err=True)
     sys.stdout.flush()
     sb.start()
     try:
@@ -75,6 +87,13 @@ def sandbox(
     finally:
         sb.stop()
         typer.echo(f"sandbox stopped: {json.dumps(sb.snapshot())}", err=True)
+        calls = sb.soap.snapshot()["calls"]
+        if calls:
+            typer.echo(f"soap calls: {json.dumps(calls)}", err=True)
+
+
+def _campaign_list(sb: Sandbox) -> str:
+    return ", ".join(f"{cid}={name}" for cid, name in sb.soap.campaigns.items()) or "none"
 
 
 def _numbers(text: str) -> set[int]:

@@ -11,12 +11,14 @@ answered as it is. An emulated API call (``api()``) takes the same steps whateve
    the request numbers in ``fail_requests`` and for a ``fail_rate`` share; a dropped connection
    (no answer at all) for a ``drop_rate`` share; for a ``slow_rate`` share, an answer only after
    ``slow_seconds`` (past the client's timeout);
-4. ``respond`` answers it (unless it failed or was dropped); a slow one's success is held back
-   for ``slow_seconds``, a refusal (4xx, 5xx) goes out at once;
+4. ``respond`` answers it (unless it failed or was dropped: an injected failure is the route's
+   ``failure`` answer, JSON by default); a slow one's success is held back for ``slow_seconds``,
+   a refusal (4xx, 5xx) goes out at once;
 5. once ``max_requests`` requests have been counted and answered, the server stops.
 
 Draws come from one ``random.Random(seed)``: a seeded run is reproducible. Binds to loopback only;
-answers are JSON; nothing is logged (URLs may carry tokens).
+answers are JSON unless a ``Response`` carries a raw ``body`` (the SOAP emulator's XML); nothing is
+logged (URLs and bodies may carry tokens).
 """
 
 from __future__ import annotations
@@ -56,7 +58,14 @@ class Request:
 @dataclass(frozen=True)
 class Response:
     status: int
-    payload: dict[str, Any]  # sent as JSON
+    payload: dict[str, Any]  # sent as JSON, unless ``body`` is given
+    body: bytes | None = None  # sent as it is, with ``content_type``
+    content_type: str = "application/json"
+
+    @classmethod
+    def raw(cls, status: int, body: bytes, content_type: str) -> Response:
+        """An answer that is not JSON (XML, an HTML page, nothing at all)."""
+        return cls(status, {}, body, content_type)
 
 
 Handler = Callable[[Request], Response]
@@ -82,6 +91,7 @@ class _Route:
     api: bool = False
     check: Gate | None = None
     admit: Gate | None = None
+    failure: Response = Response(*INJECTED_FAILURE)
 
 
 def require_loopback(host: str, name: str) -> None:
@@ -137,10 +147,12 @@ class LoopbackServer:
         *,
         check: Gate | None = None,
         admit: Gate | None = None,
+        failure: Response | None = None,
         prefix: bool = False,
     ) -> None:
-        """An emulated API call: counted and subject to the faults. ``admit`` runs under ``lock``."""
-        self._add(method, path, _Route(respond, True, check, admit), prefix)
+        """An emulated API call: counted and subject to the faults. ``admit`` runs under ``lock``;
+        ``failure`` is the answer to an injected failure (default: a JSON 500)."""
+        self._add(method, path, _Route(respond, True, check, admit, failure or Response(*INJECTED_FAILURE)), prefix)
 
     def _add(self, method: str, path: str, route: _Route, prefix: bool) -> None:
         if prefix:
@@ -177,7 +189,7 @@ class LoopbackServer:
         if refusal is not None:
             return refusal, True
         if fault == "fail":
-            return Response(*INJECTED_FAILURE), True
+            return route.failure, True
         if fault == "drop":
             return None, False
         answer = route.respond(req)
@@ -297,9 +309,9 @@ def _handler_for(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 server.answered()
 
         def _answer(self, answer: Response) -> None:
-            data = json.dumps(answer.payload).encode()
+            data = json.dumps(answer.payload).encode() if answer.body is None else answer.body
             self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", answer.content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (server.headers() if server.headers is not None else {}).items():
                 self.send_header(name, value)

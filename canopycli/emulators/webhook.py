@@ -9,6 +9,9 @@ injects the faults: random 500s, a fixed number of first failures, dropped conne
 and responses slower than the client's timeout.
 
 Control endpoints (no token): ``GET /_sandbox/stats``, ``POST /_sandbox/next-day``.
+
+The SOAP emulator (``soap.SoapSandbox``) is mounted on the same server, with the same token: the
+``soap`` attribute, at ``soap_url``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
@@ -26,6 +30,8 @@ import orjson
 from ..config import MAX_BATCH, MAX_BODY_BYTES
 from ..errors import UsageError
 from .server import Faults, LoopbackServer, Request, Response, require_loopback
+from .soap import DEFAULT_CAMPAIGNS, SoapSandbox
+from .soap_xml import AUTH_FAILED
 
 RECEIVER_PATH = "/app/api/rest/public/v2/project/datahook/data-receiver/"
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -139,6 +145,8 @@ class Sandbox:
         record: str | Path | None = None,
         seed: int | None = None,
         max_requests: int | None = None,
+        campaigns: str | Iterable[str] = DEFAULT_CAMPAIGNS,
+        soap_auth_fault_code: int = AUTH_FAILED,
     ) -> None:
         require_loopback(host, "sandbox")
         if not token:
@@ -175,6 +183,7 @@ class Sandbox:
         server.route("POST", "/_sandbox/next-day", self._next_day)
         server.api("POST", RECEIVER_PATH, self._receive, check=self._check, admit=self._admit, prefix=True)
         server.route("POST", "", lambda _: Response(400, {"error": "unsupported API call"}), prefix=True)
+        self.soap = SoapSandbox(server, token, campaigns, auth_fault_code=soap_auth_fault_code)
 
     @property
     def port(self) -> int:
@@ -187,6 +196,11 @@ class Sandbox:
     @property
     def endpoint(self) -> str:
         return f"{self.base_url}{RECEIVER_PATH}{self.webhook_id}"
+
+    @property
+    def soap_url(self) -> str:
+        """The SOAP emulator's address, without a query (a config's ``soap_url``)."""
+        return self.soap.url
 
     def start(self) -> Sandbox:
         self.server.start()
