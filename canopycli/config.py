@@ -1,5 +1,9 @@
 """Connector configs: YAML (config_yaml.py) -> environment expansion -> pydantic models -> semantic checks.
 
+A connector speaks one of two APIs (``api:``): the batch ``webhook`` (the default) or Deployteq's
+``soap`` API, per profile. Both are one ``Connector`` model, so the webhook code reads the settings
+it always read; the keys of one API are errors on a connector of the other (``connector_rules``).
+
 Unknown keys are errors. Every problem is collected (not just the first) and reported with
 its YAML path and line, e.g. ``canopycli.yaml:4: connectors.main.endpoint: ...``.
 """
@@ -16,7 +20,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .config_yaml import MAX_CONFIG_BYTES, Loc, load_yaml, too_big, where
 from .errors import ConfigError, StateError, UsageError, register_secret
@@ -33,10 +46,42 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ApiKind = Literal["webhook", "soap"]
+Platform = Literal["secure", "login"]
+
+# The keys that belong to one API; on a connector of the other they are config errors.
+WEBHOOK_ONLY = ("endpoint", "auth", "batch_size", "max_body_bytes", "daily_limit", "partner_number")
+SOAP_ONLY = ("platform", "soap_url", "soap_version", "auth_fault_codes")
+DEFAULT_SOAP_VERSION = "1.24"  # campaign_getAllExecutable needs 1.22 or later
+
+
+def _version_text(value: Any) -> Any:
+    """``soap_version: 1.20`` is the YAML number 1.2: refuse a number rather than guess its digits."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError(
+            "soap_version", 'write the version in quotes, e.g. soap_version: "1.24" (YAML reads 1.20 as the number 1.2)'
+        )
+    return value
+
+
+class ConnectorRules(ValueError):
+    """A connector breaks the rules of its API (``connector_rules``); ``problems``: (key, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{key}: {msg}" for key, msg in problems))
+        self.problems = problems
+
+
 class Connector(_Model):
-    endpoint: str
+    """One connector. With ``api: soap`` the webhook's keys are refused and these read as follows:
+    ``endpoint`` is the SOAP address calls go to (``soap_url`` or the platform's, with
+    ``?version=...&type=literal``: the journal and the quota key by it), ``customer_type`` is
+    ``CLANG_ID`` (customer_id) or ``EMAIL`` (email), and ``daily_limit`` is None (no known quota)."""
+
+    api: ApiKind = "webhook"
+    webhook_url: str | None = Field(None, alias="endpoint")  # required for the webhook: see ``endpoint``
     token: SecretStr
-    identifier: Literal["hashed_email", "customer_id"]
+    identifier: Literal["hashed_email", "customer_id", "email"]
     auth: Literal["query", "bearer"] = "query"
     batch_size: int = Field(500, ge=1, le=MAX_BATCH)
     timeout: float = Field(30.0, gt=0, le=600)
@@ -46,9 +91,53 @@ class Connector(_Model):
     partner_number: int | None = None
     daily_limit: int | None = Field(50_000, ge=1)  # null for Webhook Pro (no limit)
     max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1_000, le=MAX_BODY_BYTES)
+    # SOAP only
+    platform: Platform = "secure"
+    soap_url: str | None = None  # the base address without a query; overrides the platform's
+    soap_version: Annotated[str, BeforeValidator(_version_text)] = Field(
+        DEFAULT_SOAP_VERSION, min_length=1, max_length=32, pattern=r"^[0-9A-Za-z][0-9A-Za-z.-]*$"
+    )
+    auth_fault_codes: tuple[int, ...] = ()  # SOAP fault codes that mean "credentials rejected"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _api_rules(cls, data: Any, handler: Any) -> Any:
+        soap = isinstance(data, dict) and data.get("api") == "soap"
+        if soap and "daily_limit" not in data:
+            data = {**data, "daily_limit": None}  # no daily request quota is known for SOAP
+        model = handler(data)
+        problems = connector_rules(data) if isinstance(data, dict) else []
+        if soap:  # the injected daily_limit is no problem of the user's
+            problems = [p for p in problems if p[0] != "daily_limit" or data["daily_limit"] is not None]
+        if problems:
+            raise ConnectorRules(problems)
+        return model
+
+    @property
+    def is_soap(self) -> bool:
+        return self.api == "soap"
+
+    @property
+    def soap_base(self) -> str:
+        """The SOAP base address (no query): ``soap_url``, or the platform's."""
+        from .deployteq.soap import PLATFORMS  # lazily: the client imports the config
+
+        return self.soap_url if self.soap_url is not None else PLATFORMS[self.platform]
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go: the webhook URL, or the SOAP address with its version."""
+        if self.api == "soap":
+            from .deployteq.soap import soap_address
+
+            return soap_address(self.soap_base, self.soap_version)
+        assert self.webhook_url is not None  # connector_rules requires it
+        return self.webhook_url
 
     @property
     def customer_type(self) -> str:
+        if self.identifier == "email":
+            return "EMAIL"
         return "HASHED_EMAIL" if self.identifier == "hashed_email" else "CLANG_ID"
 
     @property
@@ -56,6 +145,41 @@ class Connector(_Model):
         if self.partner_number is not None:
             return self.partner_number
         return 1022 if self.identifier == "hashed_email" else 1020
+
+
+def connector_rules(conn: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the API of a connector (``api:``) says about its other keys, as (key, message)."""
+    out: list[tuple[str, str]] = []
+    identifier = conn.get("identifier")
+    if conn.get("api") == "soap":
+        out += [
+            (k, f"{k} is a webhook setting; a SOAP connector (api: soap) does not take it")
+            for k in WEBHOOK_ONLY
+            if k in conn
+        ]
+        if "platform" in conn and "soap_url" in conn:
+            out.append(("soap_url", "give platform or soap_url, not both (soap_url is the whole base address)"))
+        if identifier == "hashed_email":
+            out.append(
+                (
+                    "identifier",
+                    "hashed_email cannot work over SOAP: a hash cannot be looked up or mailed; "
+                    "use customer_id (the Deployteq externalId) or email (the plain address)",
+                )
+            )
+    elif conn.get("api", "webhook") == "webhook":
+        out += [(k, f"{k} is a SOAP setting; add api: soap, or remove it") for k in SOAP_ONLY if k in conn]
+        if "endpoint" not in conn:
+            out.append(("endpoint", "Field required"))
+        if identifier == "email":
+            out.append(
+                (
+                    "identifier",
+                    "email is for SOAP connectors (api: soap); the webhook takes hashed_email "
+                    "(canopycli hashes the address) or customer_id",
+                )
+            )
+    return out
 
 
 class Param(_Model):
@@ -86,12 +210,37 @@ def parse_duration(value: Any) -> Any:
     raise ValueError("expected a duration such as 90s, 20m or 1h (a number with ms, s, m or h)")
 
 
+def _campaign(value: Any) -> Any:
+    """A campaign name, or its id as a number (``campaign: 42``) or numeric text (``"42"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise PydanticCustomError("campaign", "a campaign id is a positive number")
+        return value
+    if isinstance(value, str):
+        if not value.strip():
+            raise PydanticCustomError("campaign", "is empty: give a campaign name or id (see `canopycli campaigns`)")
+        if len(value) > 256:
+            raise PydanticCustomError("campaign", "is longer than 256 characters: give a campaign name or id")
+        return value
+    if value is None:
+        return value
+    raise PydanticCustomError("campaign", "expected a campaign name or id (see `canopycli campaigns`)")
+
+
 def _id_text(value: Any) -> Any:
     """An External ID written as a YAML number (``external_id: 2582431``) is the same text."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=7 * 86400)]
+
+
+def campaign_id(campaign: int | str) -> int | None:
+    """A segment's ``campaign:`` as an id (``42`` or ``"42"``), or None for a name."""
+    if isinstance(campaign, int):
+        return campaign
+    text = campaign.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class Segment(_Model):
@@ -103,6 +252,8 @@ class Segment(_Model):
     empty: Literal["skip", "send"] = "skip"
     # The relay: the custom connector's External ID (partnerAudienceId) that selects this segment.
     external_id: Annotated[str | None, BeforeValidator(_id_text)] = Field(None, min_length=1, max_length=256)
+    # SOAP: the campaign profiles join, by name or id (``canopycli campaigns`` lists them)
+    campaign: Annotated[int | str | None, BeforeValidator(_campaign)] = None
 
     @model_validator(mode="after")
     def _unique_param_names(self) -> Segment:
@@ -263,7 +414,7 @@ def _token_parameter(url: str) -> str | None:
     return None
 
 
-def endpoint_problem(endpoint: str) -> str | None:
+def endpoint_problem(endpoint: str, example: str = "https://webhook.myclang.com/...") -> str | None:
     if _odd_character(endpoint):
         return (
             "contains whitespace or a control character (a stray space or line break from a copy-paste "
@@ -274,7 +425,7 @@ def endpoint_problem(endpoint: str) -> str | None:
     except Exception:  # httpx raises several types for malformed URLs
         return "is not a valid URL"
     if url.scheme not in ("http", "https") or not url.host:
-        return "is not a valid http(s) URL (expected https://webhook.myclang.com/...)"
+        return f"is not a valid http(s) URL (expected {example})"
     where = _token_parameter(endpoint)
     if where:
         where = "a token= query parameter" if where == "query parameter" else f"a token= parameter {where}"
@@ -284,6 +435,40 @@ def endpoint_problem(endpoint: str) -> str | None:
     if url.scheme != "https" and not is_loopback(url.host):
         return "must use https (plain http is allowed only for loopback hosts such as 127.0.0.1)"
     return None
+
+
+def soap_url_problem(url: str) -> str | None:
+    """``endpoint_problem``'s rules, and no query: the client adds ``?version=...&type=literal``."""
+    bad = endpoint_problem(url, example="https://secure.myclang.com/app/api/soap/public/index.php")
+    if bad:
+        return bad
+    if "?" in url or "#" in url:
+        return (
+            "is the base address without a query (canopycli adds ?version=<soap_version>&type=literal); "
+            "remove everything from the '?' or '#'"
+        )
+    return None
+
+
+def campaign_rules(seg: dict[str, Any], ref: str, conn: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A segment's ``campaign:`` against its connector's API: required for SOAP, refused for the webhook."""
+    if conn.get("api") == "soap" and seg.get("campaign") is None:
+        return [
+            (
+                ("campaign",),
+                f"Field required: connector {ref!r} speaks SOAP, so the segment names the campaign its "
+                "profiles join (a name or id from `canopycli campaigns`)",
+            )
+        ]
+    if conn.get("api", "webhook") == "webhook" and seg.get("campaign") is not None:
+        return [
+            (
+                ("campaign",),
+                f"campaign is for SOAP connectors; connector {ref!r} is a webhook, whose mapping in "
+                "Deployteq decides what happens to the profiles (remove campaign:, or use a connector with api: soap)",
+            )
+        ]
+    return []
 
 
 def token_problem(token: str, auth: object) -> str | None:
@@ -341,17 +526,23 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
         if loc not in env_locs:  # an unset variable already explains this value
             found.append((loc, msg))
 
+    connectors = expanded.get("connectors") if isinstance(expanded.get("connectors"), dict) else {}
+    # A key the connector's API refuses is reported as that, not also for its value.
+    refused = {
+        ("connectors", n, k) for n, c in connectors.items() if isinstance(c, dict) for k, _ in connector_rules(c)
+    }
     config = None
     try:
         config = Config.model_validate(expanded)
     except ValidationError as e:
         for err in e.errors(include_url=False, include_input=False):
             msg = err["msg"]
+            if isinstance(err.get("ctx", {}).get("error"), ConnectorRules) or tuple(err["loc"][:3]) in refused:
+                continue  # the same rules run on the raw data below, each at its key's line
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; see the config reference in the README)"
             report(tuple(err["loc"]), msg)
     # Checks pydantic cannot express run on the raw data too, so one pass lists every problem.
-    connectors = expanded.get("connectors") if isinstance(expanded.get("connectors"), dict) else {}
     for name, conn in connectors.items():
         if not isinstance(conn, dict):
             continue
@@ -361,10 +552,16 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
             bad = token_problem(token, conn.get("auth", "query"))
             if bad:
                 report(("connectors", name, "token"), bad)
+        for key, msg in connector_rules(conn):
+            report(("connectors", name, key), msg)
         endpoint = conn.get("endpoint")
         bad = endpoint_problem(endpoint) if isinstance(endpoint, str) else None
         if bad:
             report(("connectors", name, "endpoint"), f"endpoint {bad}")
+        soap_url = conn.get("soap_url")
+        bad = soap_url_problem(soap_url) if isinstance(soap_url, str) else None
+        if bad:
+            report(("connectors", name, "soap_url"), f"soap_url {bad}")
     segments = expanded.get("segments") if isinstance(expanded.get("segments"), dict) else {}
     external_ids: dict[str, str] = {}
     for key, seg in segments.items():
@@ -372,6 +569,9 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
         if isinstance(ref, str) and ref not in connectors:
             known = ", ".join(sorted(connectors)) or "none"
             report(("segments", key, "connector"), f"unknown connector {ref!r} (known: {known})")
+        elif isinstance(ref, str) and isinstance(seg, dict) and isinstance(connectors[ref], dict):
+            for loc, msg in campaign_rules(seg, ref, connectors[ref]):
+                report(("segments", key, *loc), msg)
         ext = _id_text(seg.get("external_id")) if isinstance(seg, dict) else None
         if isinstance(ext, str) and ext in external_ids:
             report(("segments", key, "external_id"), f"segment {external_ids[ext]!r} has the same external_id")

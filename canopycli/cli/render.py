@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Config, redact_url
+from ..config import Config, Connector, campaign_id, redact_url
 from ..errors import UsageError
 from ..pipeline.report import Report
 from .core import emit
@@ -90,28 +90,59 @@ def render_config(cfg: Config, shown: str, out: Console) -> None:
         t = make_table(out, title=f"connector {name}", show_header=False)
         t.add_column("setting")
         t.add_column("value", overflow="fold")
-        rows = [
-            ("endpoint", redact_url(c.endpoint)),
-            ("token", "*** (set)"),
-            ("auth", c.auth),
-            ("identifier", f"{c.identifier} (customerType {c.customer_type})"),
-            ("partner_number", str(c.effective_partner_number)),
-            ("batch_size", str(c.batch_size)),
-            ("timeout", f"{c.timeout:g} s"),
-            ("retries", str(c.retries)),
-            ("concurrency", str(c.concurrency)),
-            ("daily_limit", f"{c.daily_limit:,}" if c.daily_limit else "none (Webhook Pro)"),
-        ]
-        for k, v in rows:
+        for k, v in soap_settings(c) if c.is_soap else webhook_settings(c):
             t.add_row(k, v)
         out.print(t)
     s = make_table(out, title="segments")
-    for col in ("segment", "segmentName", "connector", "id_column", "status_column", "params"):
+    campaigns = any(seg.campaign is not None for seg in cfg.segments.values())
+    columns = ["segment", "segmentName", "connector", "id_column", "status_column", "params"]
+    for col in [*columns, "campaign"] if campaigns else columns:
         s.add_column(col, overflow="fold")
     for key, seg in cfg.segments.items():
         params = "every other column" if seg.params is None else ", ".join(f"{p.name}:{p.type}" for p in seg.params)
-        s.add_row(key, seg.name or key, seg.connector, seg.id_column, seg.status_column, params)
+        row = [key, seg.name or key, seg.connector, seg.id_column, seg.status_column, params]
+        if campaigns:
+            row.append(campaign_text(seg.campaign))
+        s.add_row(*row)
     out.print(s)
+
+
+def webhook_settings(c: Connector) -> list[tuple[str, str]]:
+    return [
+        ("endpoint", redact_url(c.endpoint)),
+        ("token", "*** (set)"),
+        ("auth", c.auth),
+        ("identifier", f"{c.identifier} (customerType {c.customer_type})"),
+        ("partner_number", str(c.effective_partner_number)),
+        ("batch_size", str(c.batch_size)),
+        ("timeout", f"{c.timeout:g} s"),
+        ("retries", str(c.retries)),
+        ("concurrency", str(c.concurrency)),
+        ("daily_limit", f"{c.daily_limit:,}" if c.daily_limit else "none (Webhook Pro)"),
+    ]
+
+
+def soap_settings(c: Connector) -> list[tuple[str, str]]:
+    where = "soap_url" if c.soap_url is not None else f"platform {c.platform}"
+    codes = ", ".join(str(n) for n in c.auth_fault_codes) or "none (fault text about the token, HTTP 401/403)"
+    return [
+        ("api", "soap (per profile, real time)"),
+        ("address", f"{redact_url(c.soap_base)}{c.endpoint[len(c.soap_base) :]} ({where})"),
+        ("token", "*** (set)"),
+        ("identifier", f"{c.identifier} (customerType {c.customer_type})"),
+        ("timeout", f"{c.timeout:g} s"),
+        ("retries", str(c.retries)),
+        ("concurrency", str(c.concurrency)),
+        ("auth_fault_codes", codes),
+    ]
+
+
+def campaign_text(campaign: int | str | None) -> str:
+    """A segment's campaign as configured: an id, or a name (quoted, so a numeric name stands out)."""
+    if campaign is None:
+        return "-"
+    number = campaign_id(campaign)
+    return f"id {number}" if number is not None else repr(campaign)
 
 
 # --- listings: --format table | tsv | json ---------------------------------------------------
