@@ -8,6 +8,8 @@
      │    └── DiskFullError     the disk holding the state folder (or the temporary folder) is full
      ├── OutputError            exit 2: an output path (--report-json, --rejects, --out, ...) cannot be written
      ├── QuotaError             exit 3: today's request budget cannot cover the push
+     ├── CredentialsError       exit 4: Deployteq rejected the token outside a run (the SOAP campaign list)
+     ├── ServiceError           exit 1: a call outside a run failed (a timeout, an unreadable SOAP reply)
      ├── LockedError            exit 5: another push of the same connector+segment is running
      └── MassRemovalError       exit 6: a sync would remove more of a segment than --max-remove
 
@@ -106,6 +108,18 @@ class OutputError(CanopyError):
 
 class QuotaError(CanopyError):
     exit_code = ExitCode.DAILY_LIMIT
+
+
+class CredentialsError(CanopyError):
+    """Deployteq rejected the credentials of a call made outside a run (a run's 401 is an outcome)."""
+
+    exit_code = ExitCode.CREDENTIALS
+
+
+class ServiceError(CanopyError):
+    """A call made outside a run failed for a reason other than the credentials."""
+
+    exit_code = ExitCode.FAILED
 
 
 class LockedError(CanopyError):

@@ -7,6 +7,7 @@ Modules by concern:
   migrations (``PRAGMA user_version``) that bring any journal since 1.0 to the current schema;
 - ``runs``: runs and their batches, and the daily request counters;
 - ``queue``: the relay's durable queue of profile events;
+- ``cache``: short-lived answers of the far side (the SOAP campaign list);
 - ``baseline``: sync baselines (moves, fold, scopes) and the diff's scratch ``Snapshot``;
   ``portable``: ``state export`` / ``state import`` files;
 - ``locks``: where the state folder is, and one lock per connector + segment.
@@ -24,6 +25,7 @@ import sqlite3
 from pathlib import Path
 
 from .baseline import Baselines
+from .cache import CampaignCache
 from .db import JOURNAL, Guard, connect
 from .queue import Queue
 from .runs import RequestCounts, Runs
@@ -42,6 +44,7 @@ class Store:
         self.baselines = Baselines(self.db, self.guard)
         self.requests = RequestCounts(self.db, self.guard)
         self.queue = Queue(self.db, self.guard)
+        self.campaigns = CampaignCache(self.db, self.guard)
 
     def close(self) -> None:
         self.db.close()
@@ -53,4 +56,4 @@ class Store:
         self.close()
 
 
-__all__ = ["Baselines", "Queue", "RequestCounts", "Runs", "Store"]
+__all__ = ["Baselines", "CampaignCache", "Queue", "RequestCounts", "Runs", "Store"]

@@ -143,12 +143,29 @@ def _relay_queue(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+CAMPAIGN_CACHE = """
+CREATE TABLE campaign_cache (  -- SOAP campaign lists, kept 10 minutes (deployteq/campaigns.py)
+    address TEXT NOT NULL,      -- the SOAP address, with its version
+    token_sha256 TEXT NOT NULL, -- the SHA-256 of the token: never the token
+    fetched REAL NOT NULL,      -- unix time
+    campaigns BLOB NOT NULL,    -- JSON [{"id", "name", "type"}]
+    PRIMARY KEY (address, token_sha256)
+) WITHOUT ROWID;
+"""
+
+
+def _campaign_cache(db: sqlite3.Connection) -> None:
+    """The SOAP campaign list cache (canopycli 1.3)."""
+    db.execute(CAMPAIGN_CACHE)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _schema_1_0,  # 1
     _batch_removals,  # 2
     _scope_origin,  # 3
     _read_prefix,  # 4
     _relay_queue,  # 5
+    _campaign_cache,  # 6
 )
 VERSION = len(MIGRATIONS)
 
@@ -177,4 +194,5 @@ SCHEMA = (
         "    PRIMARY KEY (run_id, idx)\n);",
     )
     + QUEUE
+    + CAMPAIGN_CACHE
 )
