@@ -135,6 +135,13 @@ class Connector(_Model):
         return self.webhook_url
 
     @property
+    def shown_endpoint(self) -> str:
+        """``endpoint`` for messages, credentials masked (the SOAP query is ours and kept whole)."""
+        if self.api == "soap":
+            return redact_url(self.soap_base) + self.endpoint[len(self.soap_base) :]
+        return redact_url(self.endpoint)
+
+    @property
     def customer_type(self) -> str:
         if self.identifier == "email":
             return "EMAIL"
@@ -647,6 +654,32 @@ def resolve(config: Config, segment: str | None, shown: str) -> Resolved:
         segment=seg,
         segments=config.segments,
     )
+
+
+def soap_connector(config: Config, name: str | None, shown: str) -> tuple[str, Connector]:
+    """The SOAP connector named, or the only one: a usage error when there is none or a choice to make."""
+    soap = sorted(n for n, c in config.connectors.items() if c.is_soap)
+    listed = ", ".join(soap)
+    if name is None:
+        if not soap:
+            raise UsageError(
+                f"{shown} has no SOAP connector (api: soap); only a SOAP connector has a campaign list",
+                hint='Add one: see "Real time (SOAP)" in the README.',
+            )
+        if len(soap) > 1:
+            raise UsageError(f"{shown} has {len(soap)} SOAP connectors; choose one with --connector: {listed}")
+        name = soap[0]
+    if name not in config.connectors:
+        close = difflib.get_close_matches(name, sorted(config.connectors), n=1)
+        raise UsageError(
+            f"no connector {name!r} in {shown}; the SOAP connectors are: {listed or 'none'}",
+            hint=f"Did you mean --connector {close[0]}?" if close else None,
+        )
+    if not config.connectors[name].is_soap:
+        raise UsageError(
+            f"connector {name!r} is a webhook, which has no campaign list; the SOAP connectors are: {listed or 'none'}"
+        )
+    return name, config.connectors[name]
 
 
 def resolve_run(

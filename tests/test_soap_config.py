@@ -385,3 +385,10 @@ def test_validate_config_without_soap_shows_no_campaign_column(tmp_path: Path) -
     cfg.write_text(WEBHOOK_CONFIG)
     r = runner.invoke(app, ["validate-config", str(cfg)])
     assert r.exit_code == 0 and "campaign" not in r.stdout
+
+
+def test_the_readme_soap_example_is_valid() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("errors on a webhook connector.")[1].split("```yaml\n")[1].split("```")[0]
+    cfg = parse_config(block.replace("${CLANG_TOKEN}", "${CANOPY_TOKEN}"), "README.md")
+    assert cfg.connectors["realtime"].is_soap and cfg.segments["PasswordReset"].campaign == "Password reset"

@@ -127,7 +127,7 @@ def soap_settings(c: Connector) -> list[tuple[str, str]]:
     codes = ", ".join(str(n) for n in c.auth_fault_codes) or "none (fault text about the token, HTTP 401/403)"
     return [
         ("api", "soap (per profile, real time)"),
-        ("address", f"{redact_url(c.soap_base)}{c.endpoint[len(c.soap_base) :]} ({where})"),
+        ("address", f"{c.shown_endpoint} ({where})"),
         ("token", "*** (set)"),
         ("identifier", f"{c.identifier} (customerType {c.customer_type})"),
         ("timeout", f"{c.timeout:g} s"),
