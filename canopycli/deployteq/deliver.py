@@ -190,7 +190,7 @@ class Deliverer:
 
     def _result(self, batch: Batch, v: Verdict, attempts: int) -> Result:
         if v.kind is Kind.DELIVERED:
-            return Result(batch, DELIVERED, v.status, attempts, None, None, v.request_count)
+            return Result(batch, DELIVERED, v.status, attempts, None, v.detail, v.request_count)
         if v.kind is Kind.STOP_CREDENTIALS:
             self._halt(STOP_CREDENTIALS)
         elif v.kind is Kind.STOP_DAILY_LIMIT:

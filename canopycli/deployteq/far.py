@@ -31,15 +31,17 @@ def encoder_for(settings: dict[str, Any], endpoint: str) -> Encoder | ProfileEnc
 FarSide = Callable[[Resolved, Path, httpx.BaseTransport | None, int], Transport[Any]]
 
 
-def _webhook(resolved: Resolved, journal: Path, transport: httpx.BaseTransport | None, concurrency: int) -> Transport[Any]:
+def _webhook(
+    resolved: Resolved, journal: Path, transport: httpx.BaseTransport | None, concurrency: int
+) -> Transport[Any]:
     return WebhookTransport(resolved.connector, transport=transport, concurrency=concurrency)
 
 
 def _soap(resolved: Resolved, journal: Path, transport: httpx.BaseTransport | None, concurrency: int) -> Transport[Any]:
-    from .campaigns import campaign_list, resolve_campaign, soap_client
+    from .campaigns import campaign_list, client_for, resolve_campaign
 
     conn = resolved.connector
-    client = soap_client(conn, transport=transport, max_connections=concurrency)
+    client = client_for(conn, transport)
     try:
         campaign = resolve_campaign(resolved.segment, campaign_list(conn, journal.parent, transport=transport))
     except BaseException:
@@ -51,5 +53,7 @@ def _soap(resolved: Resolved, journal: Path, transport: httpx.BaseTransport | No
 FAR_SIDES: dict[str, FarSide] = {"webhook": _webhook, "soap": _soap}
 
 
-def far_side(resolved: Resolved, journal: Path, transport: httpx.BaseTransport | None, concurrency: int) -> Transport[Any]:
+def far_side(
+    resolved: Resolved, journal: Path, transport: httpx.BaseTransport | None, concurrency: int
+) -> Transport[Any]:
     return FAR_SIDES[getattr(resolved.connector, "api", "webhook")](resolved, journal, transport, concurrency)

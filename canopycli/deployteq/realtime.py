@@ -61,7 +61,9 @@ class ProfileEncoder:
     def encode(self, profiles: list[Profile], first_index: int) -> tuple[list[Batch], list[Reject]]:
         out: list[Batch] = []
         for i, p in enumerate(profiles):
-            obj: dict[str, Any] = dict(p.customer) if isinstance(p.customer, dict) else orjson.loads(bytes(p.customer))
+            obj: dict[str, Any] = (
+                dict(p.customer) if isinstance(p.customer, dict) else orjson.loads(orjson.dumps(p.customer))
+            )
             plain = obj.pop("emailAddress", None)
             body = orjson.dumps(obj)
             u = str(uuidlib.uuid5(BATCH_NAMESPACE, self._prefix + hashlib.sha256(body).hexdigest()))

@@ -271,6 +271,9 @@ class DiffStage:
         got = self.snapshot.record(line)
         return marshal.loads(got) if got else None
 
+    def on_failure(self, batch: Batch, error: str | None, detail: str | None) -> None:
+        pass
+
     def counts(self, complete: bool) -> dict[str, int | None]:
         r = self.report
         return {

@@ -18,12 +18,13 @@ import httpx
 
 from ..config import Connector
 from ..deployteq.deliver import Deliverer, Transport, deliver
-from ..deployteq.realtime import NOT_FOUND
 from ..deployteq.quota import DailyQuota, retry_when
+from ..deployteq.realtime import NOT_FOUND
 from ..deployteq.webhook import WebhookTransport
 from ..errors import CanopyError, StateError
 from ..model import (
     DONE,
+    FAILED,
     SENT,
     STOP_DAILY_LIMIT,
     STOP_DAMAGED_INPUT,
@@ -111,6 +112,8 @@ def _deliver(run: Run) -> None:
             run.run_id, r.batch.index, state, r.status_code, r.attempts, r.error, r.detail,
             body=r.batch.body, effects=effects,
         )  # fmt: skip
+        if r.outcome == FAILED:
+            stage.on_failure(r.batch, r.error, r.detail)
         quota.save()
         report.add_result(r)
         if run.progress is not None:

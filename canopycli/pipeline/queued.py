@@ -49,7 +49,6 @@ def relay_settings(resolved: Resolved) -> dict[str, Any]:
     }
 
 
-
 def profile(row: Queued, status: str) -> Profile:
     """A queue row as the wire object a push would have built (the same bytes), line = its rowid."""
     wire = b'{"customerId":' + dumps(row.customer_id) + b',"r42Status":"' + status.encode() + b'","params":'
@@ -152,6 +151,9 @@ class FlushStage:
     def on_ack(self, batch: Batch) -> Effects:
         return queue_effects(self.scope, self.run_id, batch)
 
+    def on_failure(self, batch: Batch, error: str | None, detail: str | None) -> None:
+        pass
+
     def counts(self, complete: bool) -> dict[str, int | None]:
         p = self.planned
         superseded = p.superseded if complete else self.superseded  # the rest stays queued, merged
@@ -200,6 +202,9 @@ class QueueResend:
 
     def on_ack(self, batch: Batch) -> Effects:
         return queue_effects(self.scope, self.run_id, batch)
+
+    def on_failure(self, batch: Batch, error: str | None, detail: str | None) -> None:
+        pass
 
     def counts(self, complete: bool) -> dict[str, int | None]:
         """The run's counts as journaled, with every journaled batch read (a run killed in flight

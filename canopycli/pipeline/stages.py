@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..config import Segment
-from ..deployteq.quota import requests_needed
 from ..deployteq.far import encoder_for
+from ..deployteq.quota import requests_needed
 from ..model import Batch, Profile, Reject
 from ..store import Store as Journal
 from .batch import batches
@@ -53,6 +53,10 @@ class Stage(Protocol):
     def batches(self) -> Iterator[Batch]: ...
 
     def on_ack(self, batch: Batch) -> Effects | None: ...
+
+    def on_failure(self, batch: Batch, error: str | None, detail: str | None) -> None:
+        """A batch that failed for good (SOAP: one profile and its fault, for --rejects)."""
+        ...
 
     def counts(self, complete: bool) -> dict[str, int | None] | None:
         """The row counts the run records (None: leave them as they are)."""
@@ -156,6 +160,7 @@ class ChangeStage:
         self.encoder = encoder_for(settings, endpoint)
         self.source, self.report, self.rejects = source, report, rejects
         self.batch_size = settings["batch_size"]
+        self.per_profile = settings.get("api") == "soap"
         self.dry_run, self.resumed = dry_run, resumed
         self.in_batches = 0  # profiles handed out in batches so far
 
@@ -188,6 +193,11 @@ class ChangeStage:
 
     def on_ack(self, batch: Batch) -> Effects | None:
         return None
+
+    def on_failure(self, batch: Batch, error: str | None, detail: str | None) -> None:
+        if self.per_profile and self.rejects is not None:  # SOAP: the profile's fault, by its line
+            for line in batch.lines:
+                self.rejects.write(line, f"{error}: {detail}" if detail else str(error), None)
 
     def counts(self, complete: bool) -> dict[str, int | None]:
         r = self.report
@@ -237,6 +247,9 @@ class Resend:
 
     def on_ack(self, batch: Batch) -> Effects | None:
         return self._on_ack(batch) if self._on_ack is not None else None
+
+    def on_failure(self, batch: Batch, error: str | None, detail: str | None) -> None:
+        pass
 
     def counts(self, complete: bool) -> None:
         return None  # nothing was read: the run's counts stand

@@ -269,7 +269,23 @@ class Flusher:
             report.run_id = run_id
             far = far_side(r, store.path, self.wiring.transport, conn.concurrency)
             try:
-                drive(Run(store, run_id, stage, report, quota, conn, None, None, self.wiring, None, self.cancel, resumed, far=far))
+                drive(
+                    Run(
+                        store,
+                        run_id,
+                        stage,
+                        report,
+                        quota,
+                        conn,
+                        None,
+                        None,
+                        self.wiring,
+                        None,
+                        self.cancel,
+                        resumed,
+                        far=far,
+                    )
+                )
             finally:
                 far.close()
             stage.finish()

@@ -151,12 +151,20 @@ CREATE TABLE campaign_cache (  -- SOAP campaign lists, kept 10 minutes (deployte
     campaigns BLOB NOT NULL,    -- JSON [{"id", "name", "type"}]
     PRIMARY KEY (address, token_sha256)
 ) WITHOUT ROWID;
+CREATE TABLE soap_customers (  -- Deployteq customer ids learned over SOAP (deployteq/realtime.py)
+    address TEXT NOT NULL,      -- the SOAP address, with its version
+    key TEXT NOT NULL,          -- the identifier as journaled (an external id, or an address's SHA-256)
+    customer_id INTEGER NOT NULL,
+    PRIMARY KEY (address, key)
+) WITHOUT ROWID;
 """
 
 
 def _campaign_cache(db: sqlite3.Connection) -> None:
-    """The SOAP campaign list cache (canopycli 1.3)."""
-    db.execute(CAMPAIGN_CACHE)
+    """SOAP: the campaign list cache, and the customer ids learned (canopycli 1.3)."""
+    for statement in CAMPAIGN_CACHE.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
