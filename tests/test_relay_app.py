@@ -15,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from canopycli.config import CopernicaSettings, RelaySettings, Segment
+from canopycli.errors import DiskFullError
 from canopycli.pipeline import payloads
 from canopycli.relay import app as relay_app
 from canopycli.relay.app import build_app
@@ -364,6 +365,19 @@ def test_shutting_down_during_accept_answers_503(core: FakeCore, client: TestCli
     core.failure = ShuttingDown()
     r = client.post(PROFILES, headers=AUTH, json={"email": "a@x.nl"})
     assert (r.status_code, r.json()["error"]) == (503, "the relay is shutting down; send again later")
+
+
+def test_a_queue_that_cannot_be_written_answers_503_with_the_reason(
+    core: FakeCore, client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    core.failure = DiskFullError("the disk holding /state/journal.sqlite3 is full", hint="Free some space.")
+    r = client.post(PROFILES, headers=AUTH, json={"email": "a@x.nl"})
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json() == {
+        "error": "the queue cannot be written: the disk holding /state/journal.sqlite3 is full; nothing was queued,"
+        " send again"
+    }
+    assert "the queue cannot be written" in caplog.text and "Traceback" not in caplog.text
 
 
 # --- engine ---------------------------------------------------------------------------------

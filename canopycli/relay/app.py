@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import RelaySettings
+from ..errors import CanopyError, scrub
 from ..pipeline.payloads import PayloadError, copernica_form, copernica_record, engine_records
 from .core import Accepted, Core, Item, ShuttingDown
 from .metrics import CONTENT_TYPE
@@ -215,6 +216,11 @@ async def _accept(core: Core, adapted: tuple[list[Item], list[tuple[int, str]]],
             answer = await anyio.to_thread.run_sync(core.accept, items)
         except ShuttingDown:
             raise Refusal(503, SHUTTING_DOWN, {"Retry-After": RETRY_AFTER}) from None
+        except CanopyError as e:  # the store's own errors (a full disk, a journal it cannot write)
+            why = scrub(e.message)
+            log.error("the queue cannot be written: %s", why)
+            reason = f"the queue cannot be written: {why}; nothing was queued, send again"
+            raise Refusal(503, reason, {"Retry-After": RETRY_AFTER}) from None
     merged = Accepted(answer.accepted, sorted(answer.rejected + rejected, key=lambda r: r[0]))
     return _json(202 if merged.accepted else 422, merged.json())
 
