@@ -86,6 +86,8 @@ class RelayCore:
         return self.flusher.status()
 
     def health(self) -> str | None:
+        if self.intake.failure is not None:
+            return f"the queue cannot be written: {self.intake.failure.message}; restart the relay"
         return self.flusher.health()
 
     def flush(self, segment: str | None) -> None:
