@@ -515,3 +515,18 @@ def test_flush(client: TestClient, core: FakeCore, query: str, flushed: str | No
     r = client.post(f"/v1/flush{query}", headers=AUTH)
     assert (r.status_code, r.json()) == (202, {"flushing": names})
     assert core.flushed == [flushed]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_too_many_records_in_one_request_is_413_and_nothing_is_queued(
+    client: TestClient, core: FakeCore, content_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from canopycli.relay import app
+
+    monkeypatch.setattr(app, "MAX_RECORDS", 5)
+    body = b"[" + b",".join([b"{}"] * 6) + b"]" if content_type == "application/json" else b"{}\n" * 6
+    r = client.post(PROFILES, content=body, headers={**AUTH, "Content-Type": content_type})
+    assert r.status_code == 413 and "more than 5 records in one request" in r.json()["error"]
+    assert core.items == []
+    ok = b"[" + b",".join([b'{"email": "a@x.nl"}'] * 5) + b"]"
+    assert client.post(PROFILES, content=ok, headers={**AUTH, "Content-Type": "application/json"}).status_code == 202
