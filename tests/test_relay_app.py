@@ -15,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from canopycli.config import CopernicaSettings, RelaySettings, Segment
+from canopycli.errors import DiskFullError
 from canopycli.pipeline import payloads
 from canopycli.relay import app as relay_app
 from canopycli.relay.app import build_app
@@ -366,6 +367,19 @@ def test_shutting_down_during_accept_answers_503(core: FakeCore, client: TestCli
     assert (r.status_code, r.json()["error"]) == (503, "the relay is shutting down; send again later")
 
 
+def test_a_queue_that_cannot_be_written_answers_503_with_the_reason(
+    core: FakeCore, client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    core.failure = DiskFullError("the disk holding /state/journal.sqlite3 is full", hint="Free some space.")
+    r = client.post(PROFILES, headers=AUTH, json={"email": "a@x.nl"})
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json() == {
+        "error": "the queue cannot be written: the disk holding /state/journal.sqlite3 is full; nothing was queued,"
+        " send again"
+    }
+    assert "the queue cannot be written" in caplog.text and "Traceback" not in caplog.text
+
+
 # --- engine ---------------------------------------------------------------------------------
 
 
@@ -501,3 +515,18 @@ def test_flush(client: TestClient, core: FakeCore, query: str, flushed: str | No
     r = client.post(f"/v1/flush{query}", headers=AUTH)
     assert (r.status_code, r.json()) == (202, {"flushing": names})
     assert core.flushed == [flushed]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_too_many_records_in_one_request_is_413_and_nothing_is_queued(
+    client: TestClient, core: FakeCore, content_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from canopycli.relay import app
+
+    monkeypatch.setattr(app, "MAX_RECORDS", 5)
+    body = b"[" + b",".join([b"{}"] * 6) + b"]" if content_type == "application/json" else b"{}\n" * 6
+    r = client.post(PROFILES, content=body, headers={**AUTH, "Content-Type": content_type})
+    assert r.status_code == 413 and "more than 5 records in one request" in r.json()["error"]
+    assert core.items == []
+    ok = b"[" + b",".join([b'{"email": "a@x.nl"}'] * 5) + b"]"
+    assert client.post(PROFILES, content=ok, headers={**AUTH, "Content-Type": "application/json"}).status_code == 202

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,12 @@ import orjson
 import pytest
 
 from canopycli.config import Resolved, parse_config, resolve
+from canopycli.errors import StateError
 from canopycli.pipeline.drive import Wiring
+from canopycli.relay import intake as intake_module
+from canopycli.relay.core import Item, ShuttingDown
 from canopycli.relay.flusher import Flusher
+from canopycli.relay.intake import Intake
 from canopycli.relay.metrics import Metrics
 from canopycli.store import Store
 from canopycli.store.queue import Append
@@ -219,3 +224,47 @@ def test_batches_a_killed_relay_left_in_flight_are_rebuilt_with_their_uuids(setu
     assert [b["uuid"] for b in far2.bodies] == [batch.uuid]
     assert store2.queue.stats() == {}
     assert store2.runs.get(run_id).status == "finished"
+
+
+def accept_within(intake: Intake, items: list[Item], seconds: float = 5.0) -> object:
+    """What ``accept`` returned or raised, or "hung" if it did neither within ``seconds``."""
+    got: list[object] = []
+
+    def call() -> None:
+        try:
+            got.append(intake.accept(items))
+        except Exception as e:  # noqa: BLE001 - the test looks at it
+            got.append(e)
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(seconds)
+    return got[0] if got else "hung"
+
+
+def test_an_intake_whose_writer_stopped_refuses_requests_instead_of_leaving_them_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = parse_config(CONFIG)
+    resolved = {k: resolve(cfg, k, "c.yaml") for k in cfg.segments}
+
+    def unopenable(*args: Any, **kwargs: Any) -> Store:
+        raise StateError("the journal cannot be opened: disk I/O error")
+
+    monkeypatch.setattr(intake_module, "Store", unopenable)
+    intake = Intake(tmp_path, resolved, Metrics(), lambda *a: None)
+    intake.thread.join(5)
+    for _ in range(2):  # not only the first: every later request too
+        got = accept_within(intake, [Item(0, "S", {"id": "1"})])
+        assert isinstance(got, StateError) and "cannot be opened" in got.message
+    intake.close()  # returns: nothing waits on the stopped writer
+    assert isinstance(accept_within(intake, [Item(0, "S", {"id": "1"})]), StateError)
+
+
+def test_a_request_after_the_intake_closed_is_refused_not_left_waiting(tmp_path: Path) -> None:
+    cfg = parse_config(CONFIG)
+    resolved = {k: resolve(cfg, k, "c.yaml") for k in cfg.segments}
+    intake = Intake(tmp_path, resolved, Metrics(), lambda *a: None)
+    assert accept_within(intake, [Item(0, "S", {"id": "1"})]).accepted == 1  # type: ignore[attr-defined]
+    intake.close()
+    assert isinstance(accept_within(intake, [Item(0, "S", {"id": "2"})]), ShuttingDown)

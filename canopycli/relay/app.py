@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import RelaySettings
+from ..errors import CanopyError, scrub
 from ..pipeline.payloads import PayloadError, copernica_form, copernica_record, engine_records
 from .core import Accepted, Core, Item, ShuttingDown
 from .metrics import CONTENT_TYPE
@@ -42,6 +43,7 @@ SHUTTING_DOWN = "the relay is shutting down; send again later"
 RETRY_AFTER = "5"  # seconds: about what a restart takes
 NO_SEGMENT = "(engine)"  # the metrics label of refused engine payloads: one may match no segment
 BOM = b"\xef\xbb\xbf"
+MAX_RECORDS = 50_000  # per request: memory stays bounded whatever max_body_bytes allows
 
 Adapter = Callable[[Any], tuple[str, list[dict[str, Any]]]]  # a value -> (segment key, records)
 
@@ -178,10 +180,19 @@ def _values(body: bytes, media: str) -> list[Any]:
             raise Refusal(400, "the body is not a JSON object or an array of objects")
         values = value
     else:
-        values = [_loads(line, f"line {n}") for n, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+        lines = body.split(b"\n")
+        if len(lines) > MAX_RECORDS and sum(1 for line in lines if line.strip()) > MAX_RECORDS:
+            raise _too_many()
+        values = [_loads(line, f"line {n}") for n, line in enumerate(lines, 1) if line.strip()]
     if not values:
         raise Refusal(400, "the body holds no records: send at least one")
+    if len(values) > MAX_RECORDS:
+        raise _too_many()
     return values
+
+
+def _too_many() -> Refusal:
+    return Refusal(413, f"more than {MAX_RECORDS:,} records in one request: send them in several")
 
 
 def _adapt(values: list[Any], adapt: Adapter, objects_only: bool) -> tuple[list[Item], list[tuple[int, str]]]:
@@ -215,6 +226,11 @@ async def _accept(core: Core, adapted: tuple[list[Item], list[tuple[int, str]]],
             answer = await anyio.to_thread.run_sync(core.accept, items)
         except ShuttingDown:
             raise Refusal(503, SHUTTING_DOWN, {"Retry-After": RETRY_AFTER}) from None
+        except CanopyError as e:  # the store's own errors (a full disk, a journal it cannot write)
+            why = scrub(e.message)
+            log.error("the queue cannot be written: %s", why)
+            reason = f"the queue cannot be written: {why}; nothing was queued, send again"
+            raise Refusal(503, reason, {"Retry-After": RETRY_AFTER}) from None
     merged = Accepted(answer.accepted, sorted(answer.rejected + rejected, key=lambda r: r[0]))
     return _json(202 if merged.accepted else 422, merged.json())
 
@@ -264,7 +280,7 @@ class _Handlers:
         return await _accept(core, adapted, key)
 
     async def healthz(self, request: Request) -> Response:
-        reason = await anyio.to_thread.run_sync(self.core.health)
+        reason = self.core.health()  # reads memory only: answers even when every worker thread is busy
         self.core.metrics.healthy.set(0 if reason else 1)
         if reason:
             return _json(503, {"status": "unhealthy", "reason": reason})

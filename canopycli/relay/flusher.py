@@ -26,7 +26,7 @@ from typing import Any
 from ..config import RelaySettings, Resolved
 from ..deployteq.far import far_side
 from ..deployteq.quota import DailyQuota, next_reset
-from ..errors import CanopyError, LockedError
+from ..errors import CanopyError, LockedError, scrub
 from ..model import STOP_CREDENTIALS, STOP_DAILY_LIMIT, State
 from ..pipeline.diff import scope_of
 from ..pipeline.drive import Cancel, Run, Wiring, drive, finish
@@ -339,12 +339,14 @@ class Flusher:
             s.waiting, s.taken, s.oldest = waiting, taken, oldest
 
     def _failed(self, s: Segment, why: str, retry_in: float = 0.0) -> None:
+        why = scrub(why)  # shown on /v1/status: a second line of defence, as for the logs
         log.warning("segment %s: %s", s.key, why)
         with self.lock:
             s.last_error = why
             s.retry_at = self.clock() + retry_in
 
     def _pause(self, s: Segment, until: float, why: str) -> None:
+        why = scrub(why)
         log.warning("connector %s: %s", s.resolved.connector_name, why)
         with self.lock:
             self.pauses[s.resolved.connector_name] = Pause(until, why)

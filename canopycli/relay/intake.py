@@ -4,11 +4,14 @@ Records are normalized by the same ``Normalizer`` as push's JSONL lines (identit
 status, params), in the request's worker thread. One writer thread owns the ``intake`` connection
 and commits the events of every request waiting at that moment in one transaction (a group
 commit: under load, one fsync serves many requests); each request is released once its events are
-committed.
+committed. If the writer thread stops (its journal connection cannot be opened, a bug), every
+request waiting for it, and every later one, is answered with the reason rather than left waiting
+for ever, and ``/healthz`` says so.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -20,12 +23,15 @@ from pathlib import Path
 from orjson import JSONEncodeError, dumps
 
 from ..config import Resolved
+from ..errors import CanopyError, StateError
 from ..model import Reject
 from ..pipeline.normalize import Normalizer
 from ..store import Store
 from ..store.queue import Append
 from .core import Accepted, Item, ShuttingDown
 from .metrics import Metrics
+
+log = logging.getLogger("canopycli.relay")
 
 GROUP_ROWS = 20_000  # at most this many events in one commit
 
@@ -53,13 +59,14 @@ class Intake:
         self.limits = {key: r.connector.max_body_bytes - 400 for key, r in resolved.items()}
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.closed = False
+        self.failure: CanopyError | None = None  # why the writer thread stopped, if it did
+        self.lock = threading.Lock()  # a job is handed over only while the writer still takes them
         self.thread = threading.Thread(target=self._write, name="relay-intake", daemon=True)
         self.thread.start()
 
     def accept(self, items: list[Item]) -> Accepted:
         """Normalize ``items`` and queue the valid ones; returns once they are committed."""
-        if self.closed:
-            raise ShuttingDown
+        self._check_open()
         answer = Accepted()
         rows: dict[str, list[tuple[str, str, bytes]]] = {}
         for item in items:
@@ -73,12 +80,20 @@ class Intake:
         if not rows:
             return answer
         job = _Job([Append(s, r) for s, r in rows.items()], Future())
-        self.jobs.put(job)
+        with self.lock:
+            self._check_open()
+            self.jobs.put(job)
         job.done.result()  # raises what the commit raised: nothing was queued then
         for segment, r in rows.items():
             self.metrics.event(segment, "accepted", len(r))
             answer.accepted += len(r)
         return answer
+
+    def _check_open(self) -> None:
+        if self.failure is not None:  # a new one each time: a raised exception keeps its traceback
+            raise StateError(self.failure.message, hint=self.failure.hint)
+        if self.closed:
+            raise ShuttingDown
 
     def _normalize(self, item: Item) -> tuple[str, str, bytes] | str:
         normalizer, lock = self.normalizers[item.segment]
@@ -97,8 +112,15 @@ class Intake:
         return got.customer_id, customer["r42Status"], params
 
     def _write(self) -> None:
-        with Store(self.root, "intake") as store:  # the connection lives in the thread that uses it
-            self._loop(store)
+        try:
+            with Store(self.root, "intake") as store:  # the connection lives in the thread that uses it
+                self._loop(store)
+        except Exception as e:  # noqa: BLE001 - the requests must be told, not left waiting
+            log.exception("the intake stopped")
+            failure = e if isinstance(e, CanopyError) else StateError(f"the intake stopped ({type(e).__name__})")
+            with self.lock:
+                self.failure = failure
+            self._refuse_waiting(failure)
 
     def _loop(self, store: Store) -> None:
         stop = False
@@ -117,7 +139,13 @@ class Intake:
                     break
                 group.append(more)
                 n += sum(len(a.rows) for a in more.appends)
-            self._commit(store, group)
+            try:
+                self._commit(store, group)
+            except BaseException as e:
+                for j in group:
+                    if not j.done.done():
+                        j.done.set_exception(e)
+                raise
 
     def _commit(self, store: Store, group: list[_Job]) -> None:
         at = time.time()
@@ -137,13 +165,17 @@ class Intake:
 
     def close(self) -> None:
         """Stop taking requests; those already handed over are committed first."""
-        self.closed = True
-        self.jobs.put(None)
+        with self.lock:
+            self.closed = True
+            self.jobs.put(None)
         self.thread.join()
-        while True:  # a request that slipped in after the stop is answered 503, not left waiting
+        self._refuse_waiting(ShuttingDown())  # only if the writer stopped before reaching the None
+
+    def _refuse_waiting(self, error: Exception) -> None:
+        while True:
             try:
                 late = self.jobs.get_nowait()
             except queue.Empty:
                 break
             if late is not None:
-                late.done.set_exception(ShuttingDown())
+                late.done.set_exception(error)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -92,6 +93,8 @@ class RelayCore:
         return self.flusher.status()
 
     def health(self) -> str | None:
+        if self.intake.failure is not None:
+            return f"the queue cannot be written: {self.intake.failure.message}; restart the relay"
         return self.flusher.health()
 
     def flush(self, segment: str | None) -> None:
@@ -118,25 +121,68 @@ def _keys(settings: RelaySettings, base: Path) -> KeySource:
     return PinnedKeys(path)
 
 
+def _raw_answer(status: bytes, error: bytes) -> bytes:
+    """A JSON error answer written straight to the transport (no request cycle to answer it)."""
+    body = b'{"error":"%s"}' % error
+    head = b"HTTP/1.1 %s\r\ncontent-type: application/json\r\nconnection: close\r\n" % status
+    return head + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
 class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for the first request's headers: a client that
-    connects and never finishes them gets 408 and is closed (uvicorn has no such timeout)."""
+    """uvicorn's h11 protocol with a deadline for each request's headers: a client that connects
+    (or, on a kept-alive connection, starts its next request) and never finishes them gets 408
+    and is closed (uvicorn has no such timeout); and a request h11 cannot parse is refused in JSON
+    like every other answer, not with uvicorn's plain text."""
 
     header_timeout = 10.0  # relay.header_timeout
+    body_timeout = 30.0  # relay.body_timeout
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+        self._deadline: Any = self.loop.call_later(self.header_timeout, self._too_slow)
 
-    def _too_slow(self) -> None:
-        if self.cycle is None and not self.transport.is_closing():
-            body = b'{"error":"the request headers did not arrive within %g seconds"}' % self.header_timeout
-            head = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            self.transport.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+    def _waiting_for_headers(self) -> bool:
+        """No request under way: the next one's headers have not all arrived."""
+        return (self.cycle is None or self.cycle.response_complete) and self.conn.their_state is h11.IDLE
+
+    def data_received(self, data: bytes) -> None:
+        # The next request on a kept-alive connection began: its headers get the same deadline
+        # (uvicorn cancels its keep-alive timer on any data, so nothing else would end the wait).
+        if self._deadline is None and self._waiting_for_headers():
+            self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        if self._deadline is not None:  # kept alive: uvicorn's keep-alive timer has it until more data
+            self._deadline.cancel()
+            self._deadline = None
+        answered = self.cycle
+        super().on_response_complete()
+        if self._waiting_for_headers() and self.conn.trailing_data[0]:  # a pipelined request's start
+            self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+        if self.conn.their_state is h11.SEND_BODY:
+            # Answered before the body ended (a refusal): uvicorn reads and drops the rest to keep
+            # the connection, however long that takes; give it body_timeout, then close.
+            self.loop.call_later(self.body_timeout, self._stop_draining, answered)
+
+    def _stop_draining(self, answered: Any) -> None:
+        if self.cycle is answered and self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self.transport.close()
 
+    def _too_slow(self) -> None:
+        if self._waiting_for_headers() and not self.transport.is_closing():
+            why = b"the request headers did not arrive within %g seconds" % self.header_timeout
+            self.transport.write(_raw_answer(b"408 Request Timeout", why))
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        why = b"the request is not valid HTTP/1.1 (request line, headers, Content-Length or Transfer-Encoding)"
+        self.transport.write(_raw_answer(b"400 Bad Request", why))
+        self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         super().connection_lost(exc)
 
 
@@ -221,7 +267,7 @@ def configure_logging() -> None:
 def _uvicorn_config(app: Any, s: RelaySettings, base: Path, tls: bool) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        http=type("RelayProtocol", (_Protocol,), {"header_timeout": s.header_timeout}),
+        http=type("RelayProtocol", (_Protocol,), {"header_timeout": s.header_timeout, "body_timeout": s.body_timeout}),
         log_config=None,
         access_log=False,  # an access log would print ?token= of the Copernica route
         lifespan="off",
