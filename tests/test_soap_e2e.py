@@ -155,3 +155,57 @@ def test_identifier_email_sends_the_address_and_keeps_only_its_hash(
         if f.is_file():
             assert b"user1@example.com" not in f.read_bytes().lower()
     assert "broken" not in rejects.read_text()
+
+
+def test_a_token_rejected_mid_run_is_exit_4_and_retry_finishes(tmp_path: Path, sandbox: Callable[..., Sandbox]) -> None:
+    sb = sandbox()
+    cfg = soap_config(tmp_path / "c.yaml", sb, concurrency=1)
+    src = write_rows(tmp_path / "in.csv", rows(10))
+    assert run_cli("campaigns", "-c", str(cfg)).returncode == 0  # the campaign list is cached now
+    sb.soap.token = "changed-token-000000000000"  # Deployteq now refuses the token
+    report = tmp_path / "r.json"
+    p = run_cli("push", str(src), "-c", str(cfg), "--report-json", str(report))
+    assert p.returncode == 4, p.stderr
+    r = json.loads(report.read_text())
+    assert r["profiles_delivered"] == 0 and r["profiles_failed"] + r["profiles_not_sent"] == 10
+    sb.soap.token = TOKEN
+    p = run_cli("retry", r["run_id"], "-c", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert len(campaign(sb, "Password reset")["members"]) == 10
+
+
+def test_a_broken_reply_fails_that_profile_with_the_reason(tmp_path: Path, sandbox: Callable[..., Sandbox]) -> None:
+    sb = sandbox()
+    cfg = soap_config(tmp_path / "c.yaml", sb, concurrency=1, retries=0)
+    assert run_cli("campaigns", "-c", str(cfg)).returncode == 0
+    sb.soap.bad_replies("html", 1)
+    report = tmp_path / "r.json"
+    p = run_cli("push", str(write_rows(tmp_path / "in.csv", rows(3))), "-c", str(cfg), "--report-json", str(report))
+    assert p.returncode == 1, p.stderr
+    r = json.loads(report.read_text())
+    assert r["profiles_failed"] == 1 and r["profiles_delivered"] == 2
+    assert "Traceback" not in p.stderr
+
+
+def test_a_relay_event_for_a_soap_segment_arrives_within_a_second(
+    tmp_path: Path, sandbox: Callable[..., Sandbox]
+) -> None:
+    import time
+
+    from .relay_harness import Relay
+
+    sb = sandbox()
+    cfg = soap_config(tmp_path / "c.yaml", sb)
+    data = yaml.safe_load(cfg.read_text())
+    data["relay"] = {"tokens": ["relay-SECRET-5d4c3b2a1f0e9d8c7b6a"], "flush_interval": "20m"}
+    cfg.write_text(yaml.safe_dump(data))
+    relay = Relay(cfg, tmp_path / "state")
+    try:
+        reset = campaign(sb, "Password reset")["id"]
+        posted = time.monotonic()
+        r = relay.post("/v1/segments/PasswordReset/profiles", {"customer_id": "c42", "first_name": "Ada"})
+        assert r.status_code == 202, r.text
+        relay.wait_until(lambda: len(sb.soap.members(reset)) == 1, timeout=10)
+        assert time.monotonic() - posted < 1.0
+    finally:
+        assert relay.stop() == 0

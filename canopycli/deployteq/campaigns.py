@@ -44,9 +44,13 @@ def token_sha256(connector: Connector) -> str:
     return hashlib.sha256(connector.token.get_secret_value().encode()).hexdigest()
 
 
-def fetch_campaigns(connector: Connector, transport: httpx.BaseTransport | None = None) -> list[Campaign]:
-    """One ``campaign_getAllExecutable``, no cache; SOAP errors become CLI errors (exit 4 or 1)."""
-    client = client_for(connector, transport)
+def fetch_campaigns(
+    connector: Connector, transport: httpx.BaseTransport | None = None, client: SoapClient | None = None
+) -> list[Campaign]:
+    """One ``campaign_getAllExecutable``, no cache; SOAP errors become CLI errors (exit 4 or 1).
+    ``client``: a run's own (its calls are counted with the run's), left open."""
+    own = client is None
+    client = client or client_for(connector, transport)
     where = connector.shown_endpoint
     try:
         return client.campaigns()
@@ -69,7 +73,8 @@ def fetch_campaigns(connector: Connector, transport: httpx.BaseTransport | None 
             hint="Try again in a moment; if it persists, check the network and `soap_url`/`platform`.",
         ) from None
     finally:
-        client.close()
+        if own:
+            client.close()
 
 
 @contextlib.contextmanager
@@ -88,6 +93,7 @@ def campaign_list(
     fresh: bool = False,
     transport: httpx.BaseTransport | None = None,
     clock: Callable[[], float] = time.time,
+    client: SoapClient | None = None,
 ) -> list[Campaign]:
     """The executable campaigns of a SOAP connector: from the cache when fetched in the last 10
     minutes (unless ``fresh``), else from Deployteq, and then cached."""
@@ -99,7 +105,7 @@ def campaign_list(
             if cached is not None:
                 return [Campaign(id=int(c["id"]), name=str(c["name"]), type=str(c["type"])) for c in cached]
         try:
-            campaigns = fetch_campaigns(connector, transport)
+            campaigns = fetch_campaigns(connector, transport, client)
         except CredentialsError:
             store.campaigns.drop(address, token_hash)
             raise

@@ -43,7 +43,7 @@ def _soap(resolved: Resolved, journal: Path, transport: httpx.BaseTransport | No
     conn = resolved.connector
     client = client_for(conn, transport)
     try:
-        campaign = resolve_campaign(resolved.segment, campaign_list(conn, journal.parent, transport=transport))
+        campaign = resolve_campaign(resolved.segment, campaign_list(conn, journal.parent, client=client))
     except BaseException:
         client.close()
         raise
