@@ -111,7 +111,7 @@ STOP_INTERRUPTED, STOP_TERMINATED, STOP_DAMAGED_INPUT = Stop.INTERRUPTED, Stop.T
 # Meanings from the connector's documented status list, plus Data Activation's error classes
 # (the report's ``outcomes[].meaning`` and ``error_class``).
 MEANINGS: dict[str, str] = {
-    "2xx": "Accepted by the webhook",
+    "2xx": "Accepted by Deployteq",
     "400": "Unsupported API call or invalid request",
     "401": "Authentication failed (token or user invalid)",
     "403": "Token is invalid or expired",

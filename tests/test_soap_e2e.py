@@ -209,3 +209,43 @@ def test_a_relay_event_for_a_soap_segment_arrives_within_a_second(
         assert time.monotonic() - posted < 1.0
     finally:
         assert relay.stop() == 0
+
+
+def test_demo_soap_shows_the_whole_path(tmp_path: Path) -> None:
+    p = run_cli("demo", "--soap")
+    assert p.returncode == 0, p.stderr
+    assert "now has 99 members" in p.stdout and "Accepted by Deployteq" in p.stdout
+
+
+def test_sync_over_soap_sends_only_changes_per_profile(tmp_path: Path, sandbox: Callable[..., Sandbox]) -> None:
+    sb = sandbox()
+    cfg = soap_config(tmp_path / "c.yaml", sb)
+    snap = [{k: v for k, v in r.items() if k != "status"} for r in rows(10)]
+    assert run_cli("sync", str(write_rows(tmp_path / "s1.csv", snap)), "-c", str(cfg)).returncode == 0
+    changed = snap[:8]
+    changed[0] = {**changed[0], "first_name": "Renamed"}
+    report = tmp_path / "r.json"
+    p = run_cli("sync", str(write_rows(tmp_path / "s2.csv", changed)), "-c", str(cfg), "--report-json", str(report))
+    assert p.returncode == 0, p.stderr
+    r = json.loads(report.read_text())
+    assert (r["profiles_unchanged"], r["profiles_delivered"], r["removals_delivered"]) == (7, 1, 2)
+    assert len(campaign(sb, "Password reset")["members"]) == 8
+
+
+def test_retry_of_an_email_run_rebuilds_the_profiles_from_the_file(
+    tmp_path: Path, sandbox: Callable[..., Sandbox]
+) -> None:
+    sb = sandbox()
+    sb.soap.fail_customers(email_addresses={"user2@example.com"}, code=500, text="trouble", times=1)
+    cfg = soap_config(tmp_path / "c.yaml", sb, identifier="email")
+    data = [{"email": f"user{i}@example.com", "first_name": "X", "gender": "m", "plan": "p", "status": "NEW"}
+            for i in range(5)]  # fmt: skip
+    report = tmp_path / "r.json"
+    p = run_cli("push", str(write_rows(tmp_path / "in.csv", data)), "-c", str(cfg), "--report-json", str(report))
+    assert p.returncode == 1, p.stderr
+    run_id = json.loads(report.read_text())["run_id"]
+    p = run_cli("retry", run_id, "-c", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert len(campaign(sb, "Password reset")["members"]) == 5
+    p = run_cli("push", "-", "--format", "csv", "-c", str(cfg), input=(tmp_path / "in.csv").read_bytes())
+    assert p.returncode == 0, p.stderr

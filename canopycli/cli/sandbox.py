@@ -125,15 +125,23 @@ def demo(
         bool,
         typer.Option("--relay", help="Start a relay too, post sample events in all three shapes, show them arrive."),
     ] = False,
+    soap: Annotated[
+        bool,
+        typer.Option("--soap", help="Real time instead: push sample profiles over SOAP to the emulator's campaign."),
+    ] = False,
 ) -> None:
     """Push the packaged sample segment to a built-in sandbox: no config, no credentials."""
     check_outputs(report_json)
     workdir = Path(tempfile.mkdtemp(prefix="canopycli-demo-"))
     try:
+        if relay and soap:
+            raise UsageError("--relay and --soap are two demos: pick one")
         if relay:
             from .relay import demo_relay
 
             demo_relay(workdir, quiet)
+        elif soap:
+            _demo_soap(workdir, quiet, report_json)
         else:
             _demo(workdir, quiet, report_json, keep)
     finally:
@@ -172,3 +180,32 @@ def demo_config(endpoint: str, token: str) -> Config:
     connector = Connector(endpoint=endpoint, token=token, identifier="hashed_email")  # type: ignore[arg-type]
     segment = Segment(connector="sandbox", id_column="email", params=DEMO_PARAMS)
     return Config(connectors={"sandbox": connector}, segments={"WelcomeFlow": segment})
+
+
+SOAP_DEMO_ROWS = 100
+
+
+def _demo_soap(workdir: Path, quiet: bool, report_json: Path | None) -> None:
+    """The first rows of the sample, pushed twice over SOAP (identifier: email) into the emulator's
+    "Password reset" campaign: the second push reuses the customer ids the first one learned."""
+    sample = resources.files("canopycli") / "data" / "sample_segment.csv"
+    lines = sample.read_text(encoding="utf-8").splitlines(keepends=True)[: SOAP_DEMO_ROWS + 1]
+    src = workdir / "sample_head.csv"
+    src.write_text("".join(lines), encoding="utf-8")
+    token = secrets.token_urlsafe(24)
+    with Sandbox(token, port=0) as sb:
+        connector = Connector(api="soap", soap_url=sb.soap_url, token=token, identifier="email")  # type: ignore[arg-type]
+        segment = Segment(connector="realtime", id_column="email", campaign="Password reset", params=DEMO_PARAMS)
+        config = Config(connectors={"realtime": connector}, segments={"PasswordReset": segment})
+        resolved = resolve(config, "PasswordReset", "(demo)")
+        if not quiet:
+            say(f"demo: pushing {SOAP_DEMO_ROWS} sample profiles over SOAP to {sb.soap_url}, campaign 'Password reset'")
+        first = run_push(resolved, PushOptions(str(src), state_dir=workdir / "state"))
+        report = run_push(resolved, PushOptions(str(src), state_dir=workdir / "state"))
+        reset = next(c for c in sb.soap.snapshot()["campaigns"] if c["name"] == "Password reset")
+    after = (
+        f"First push: {first.calls} SOAP calls for {first.profiles_delivered} profiles (find, insert, add to the"
+        f" campaign); the repeat above: {report.calls} (the customer ids were remembered).",
+        f"The campaign 'Password reset' now has {len(reset['members'])} members.",
+    )
+    finish(report, report_json, quiet, None, after, None)
