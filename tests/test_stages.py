@@ -69,6 +69,7 @@ class FakeStage:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.failures: list[int] = []
         self.encoder = Encoder(ENDPOINT, "WelcomeFlow", "HASHED_EMAIL", 6_000_000)
 
     def prepare(self) -> None:
@@ -87,6 +88,9 @@ class FakeStage:
                 [Profile(i + 2, cid, {"customerId": cid, "r42Status": "NEW", "params": []})], i
             )
             yield b
+
+    def on_failure(self, batch: Batch, error: str | None, detail: str | None) -> None:
+        self.failures.append(batch.index)
 
     def on_ack(self, batch: Batch) -> Effects | None:
         def effect(conn: sqlite3.Connection) -> None:  # runs in the ack's transaction
