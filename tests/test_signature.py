@@ -348,3 +348,17 @@ def test_pinned_keys_refused(tmp_path: Path, content: Any, message: str) -> None
         path.write_bytes(content)
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         PinnedKeys(path)
+
+
+def test_a_failed_key_lookup_is_not_repeated_for_a_minute() -> None:
+    resolver = FakeResolver({"random1._domainkey.copernica.com": OSError("timeout")})
+    clock = [0.0]
+    keys = DnsKeys(resolver, clock=lambda: clock[0])
+    for _ in range(3):
+        with pytest.raises(SignatureError, match="no key for keyId"):
+            keys.keys("random1._domainkey.copernica.com")
+    assert len(resolver.asked) == 1  # anyone can name a keyId: not a DNS lookup per request
+    clock[0] = 61
+    with pytest.raises(SignatureError):
+        keys.keys("random1._domainkey.copernica.com")
+    assert len(resolver.asked) == 2

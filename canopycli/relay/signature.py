@@ -114,6 +114,9 @@ def dkim_keys(records: Iterable[str]) -> list[RSAPublicKey]:
     return keys
 
 
+FAILED_TTL = 60.0  # seconds a failed key lookup is remembered
+
+
 class DnsKeys:
     """Copernica's keys from DNS: the DKIM TXT record at the ``keyId`` name, cached for ``ttl``
     seconds per keyId. ``resolve``: the TXT lookup (tests give a fake; the default asks DNS)."""
@@ -124,6 +127,7 @@ class DnsKeys:
         self.resolve = resolve or dns_txt
         self.ttl, self.clock = ttl, clock
         self._cache: dict[str, tuple[float, list[RSAPublicKey]]] = {}
+        self._failed: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def keys(self, key_id: str) -> list[RSAPublicKey]:
@@ -131,17 +135,23 @@ class DnsKeys:
         name = key_id.rstrip(".").lower()
         with self._lock:
             hit = self._cache.get(name)
+            failed = self._failed.get(name)
         if hit is not None and self.clock() - hit[0] < self.ttl:
             return hit[1]
+        if failed is not None and self.clock() - failed[0] < FAILED_TTL:
+            raise SignatureError(failed[1])  # anyone can name a keyId: a failed lookup is not repeated at once
         try:
             records = self.resolve(name)
-        except SignatureError:
-            raise
+            keys = dkim_keys(records)
+            if not keys:
+                raise SignatureError(f"no RSA key in the DNS record at keyId {name!r}")
         except Exception as e:  # a resolver's own failure: the reason, never a crash of the route
-            raise SignatureError(f"no key for keyId {name!r} in DNS ({type(e).__name__})") from None
-        keys = dkim_keys(records)
-        if not keys:
-            raise SignatureError(f"no RSA key in the DNS record at keyId {name!r}")
+            why = str(e) if isinstance(e, SignatureError) else f"no key for keyId {name!r} in DNS ({type(e).__name__})"
+            with self._lock:
+                if len(self._failed) >= 1024:
+                    self._failed.clear()
+                self._failed[name] = (self.clock(), why)
+            raise SignatureError(why) from None
         with self._lock:
             if len(self._cache) >= 64:  # only Copernica's few live keys get here; bound it anyway
                 self._cache.clear()
