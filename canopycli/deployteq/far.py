@@ -56,4 +56,4 @@ FAR_SIDES: dict[str, FarSide] = {"webhook": _webhook, "soap": _soap}
 def far_side(
     resolved: Resolved, journal: Path, transport: httpx.BaseTransport | None, concurrency: int
 ) -> Transport[Any]:
-    return FAR_SIDES[getattr(resolved.connector, "api", "webhook")](resolved, journal, transport, concurrency)
+    return FAR_SIDES[resolved.connector.api](resolved, journal, transport, concurrency)

@@ -30,23 +30,14 @@ from ..store.queue import Queue, Queued
 from .batch import batches
 from .diff import params_digest, scope_of
 from .report import Report
-from .stages import Effects
+from .stages import Effects, batch_shape
 
 COMMAND = "relay"
 
 
 def relay_settings(resolved: Resolved) -> dict[str, Any]:
     """What shapes a flush run's batches (journaled with the run, as push's settings are)."""
-    conn = resolved.connector
-    return {
-        "segment": resolved.segment.model_dump(mode="json"),
-        "segment_name": resolved.segment_name,
-        "identifier": conn.identifier,
-        "customer_type": conn.customer_type,
-        "batch_size": conn.batch_size,
-        "max_body_bytes": conn.max_body_bytes,
-        "api": getattr(conn, "api", "webhook"),
-    }
+    return batch_shape(resolved)
 
 
 def profile(row: Queued, status: str) -> Profile:

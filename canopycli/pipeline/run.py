@@ -31,7 +31,7 @@ from .payloads import PAYLOAD_FORMATS, adapt_payloads, payload_settings, reading
 from .read import RecordsSource, Source, open_source
 from .report import RejectsWriter, Report
 from .retry import run_retry
-from .stages import ChangeStage, Stage
+from .stages import ChangeStage, Stage, batch_shape
 
 __all__ = [
     "Cancel",
@@ -67,15 +67,8 @@ StageFactory = Callable[[Source, Report, RejectsWriter | None], Stage]
 
 def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
     """Everything that shapes the batches of a run, so ``retry`` can rebuild them exactly."""
-    conn = resolved.connector
     settings: dict[str, Any] = {
-        "segment": resolved.segment.model_dump(mode="json"),
-        "segment_name": resolved.segment_name,
-        "identifier": conn.identifier,
-        "customer_type": conn.customer_type,
-        "batch_size": conn.batch_size,
-        "max_body_bytes": conn.max_body_bytes,
-        "api": getattr(conn, "api", "webhook"),
+        **batch_shape(resolved),
         "status": opts.status or "NEW",
         "status_given": opts.status is not None,
         "format": opts.format,

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from ..config import Segment
+from ..config import Resolved, Segment
 from ..deployteq.far import encoder_for
 from ..deployteq.quota import requests_needed
 from ..model import Batch, Profile, Reject
@@ -27,6 +27,21 @@ from .report import RejectsWriter, Report
 # What an acknowledgement does besides marking the batch sent, run in the same transaction on the
 # journal's connection (sync: the baseline moves).
 Effects = Callable[[sqlite3.Connection], None]
+
+
+def batch_shape(resolved: Resolved) -> dict[str, Any]:
+    """What shapes a run's batches whatever its input (journaled with the run: a rebuilt batch
+    comes out identical): the segment, its name, the connector's identifier and limits, its API."""
+    conn = resolved.connector
+    return {
+        "segment": resolved.segment.model_dump(mode="json"),
+        "segment_name": resolved.segment_name,
+        "identifier": conn.identifier,
+        "customer_type": conn.customer_type,
+        "batch_size": conn.batch_size,
+        "max_body_bytes": conn.max_body_bytes,
+        "api": conn.api,
+    }
 
 
 class Stage(Protocol):

@@ -73,7 +73,7 @@ def _flush_at(s: Segment) -> int:
     """How many waiting events make a segment due: a full batch for the webhook, one for SOAP
     (real time: every event goes at once)."""
     conn = s.resolved.connector
-    return 1 if getattr(conn, "api", "webhook") == "soap" else conn.batch_size
+    return 1 if conn.api == "soap" else conn.batch_size
 
 
 class Flusher:

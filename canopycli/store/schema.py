@@ -89,10 +89,7 @@ CREATE TABLE IF NOT EXISTS scopes (
 
 
 def _schema_1_0(db: sqlite3.Connection) -> None:
-    # statement by statement: executescript would commit the migration's transaction
-    for statement in SCHEMA_1_0.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _run_script(db, SCHEMA_1_0)
 
 
 def _batch_removals(db: sqlite3.Connection) -> None:
@@ -136,11 +133,16 @@ CREATE TABLE baseline_removed ( -- acknowledged removals (the relay drops a REMO
 """
 
 
-def _relay_queue(db: sqlite3.Connection) -> None:
-    """The relay's queue, and the removals a baseline has seen acknowledged (canopycli 1.2)."""
-    for statement in QUEUE.split(";"):
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: ``executescript`` would commit the migration's transaction."""
+    for statement in script.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+def _relay_queue(db: sqlite3.Connection) -> None:
+    """The relay's queue, and the removals a baseline has seen acknowledged (canopycli 1.2)."""
+    _run_script(db, QUEUE)
 
 
 CAMPAIGN_CACHE = """
@@ -162,9 +164,7 @@ CREATE TABLE soap_customers (  -- Deployteq customer ids learned over SOAP (depl
 
 def _campaign_cache(db: sqlite3.Connection) -> None:
     """SOAP: the campaign list cache, and the customer ids learned (canopycli 1.3)."""
-    for statement in CAMPAIGN_CACHE.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _run_script(db, CAMPAIGN_CACHE)
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
