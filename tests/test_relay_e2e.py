@@ -43,7 +43,8 @@ def world(tmp_path: Path, sandbox: Callable[..., Sandbox]) -> dict[str, Any]:
 
 
 def test_1234_events_leave_as_two_full_batches_at_once_and_the_rest_on_the_clock(world: dict[str, Any]) -> None:
-    relay = Relay(world["cfg"], world["state"])
+    cfg = relay_config(world["tmp"] / "five.yaml", world["sb"].endpoint, TOKEN, flush_interval="5s")
+    relay = Relay(cfg, world["state"])
     try:
         posted = time.monotonic()
         for start in range(0, 1234, 100):
@@ -52,11 +53,12 @@ def test_1234_events_leave_as_two_full_batches_at_once_and_the_rest_on_the_clock
             assert r.json()["rejected"] == []
         relay.wait_until(lambda: world["sb"].snapshot()["profiles"] >= 1000, timeout=10)
         full_at = time.monotonic() - posted
-        assert world["sb"].snapshot()["profiles"] == 1000  # the 234 wait for flush_interval (2 s)
-        relay.wait_until(lambda: world["sb"].snapshot()["profiles"] == 1234, timeout=15)
+        assert world["sb"].snapshot()["profiles"] == 1000  # the 234 wait for flush_interval (5 s)
+        relay.wait_until(lambda: world["sb"].snapshot()["profiles"] == 1234, timeout=20)
         sizes = [len(json.loads(line)["campaigns"][0]["customers"]) for line in world["rec"].read_text().splitlines()]
         assert sorted(sizes) == [234, 500, 500]
-        assert full_at < 2.0
+        assert full_at < 3.0  # at once: long before the 5 s interval
+        relay.wait_until(lambda: relay.status()["WelcomeFlow"]["queued"] == 0)  # the ack is recorded
         status = relay.status()["WelcomeFlow"]
         assert status["queued"] == 0 and status["last_error"] is None and status["requests_today"] == 3
     finally:
