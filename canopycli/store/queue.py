@@ -40,8 +40,8 @@ _UPSERT = (
     "INSERT INTO queue (segment, customer_id, status, new_seen, params, received) VALUES (?1, ?2, ?3, ?3 = 'NEW', ?4, ?5)"
     " ON CONFLICT (segment, customer_id) WHERE run_id IS NULL DO UPDATE SET status = excluded.status,"
     " params = excluded.params, new_seen = new_seen OR excluded.new_seen, merged = merged + 1"
-    " RETURNING merged"
 )
+_CHUNK = 500  # identifiers looked up in one statement (SQLite's default limit is 32,766 variables)
 _COLS = "rowid, customer_id, status, new_seen, params, received, merged"
 
 
@@ -60,12 +60,23 @@ class Queue:
         made: list[int] = []
         with transaction(self.db, immediate=True) as db:
             for req in requests:
-                n = 0
-                for cid, status, params in req.rows:
-                    if db.execute(_UPSERT, (req.segment, cid, status, params, at)).fetchone()[0] == 0:
-                        n += 1
-                made.append(n)
+                ids = {cid for cid, _, _ in req.rows}
+                waiting = self._waiting_ids(req.segment, list(ids))
+                made.append(len(ids - waiting))
+                db.executemany(_UPSERT, [(req.segment, cid, st, params, at) for cid, st, params in req.rows])
         return made
+
+    def _waiting_ids(self, segment: str, ids: list[str]) -> set[str]:
+        """Which of ``ids`` wait in ``segment`` already (by the unique index on waiting rows)."""
+        found: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i : i + _CHUNK]
+            sql = (
+                "SELECT customer_id FROM queue WHERE segment=? AND run_id IS NULL"
+                f" AND customer_id IN ({','.join('?' * len(part))})"
+            )
+            found.update(r[0] for r in self.db.execute(sql, (segment, *part)))
+        return found
 
     @guarded
     def waiting(self, segment: str, limit: int) -> list[Queued]:
