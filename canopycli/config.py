@@ -261,6 +261,8 @@ class Segment(_Model):
     external_id: Annotated[str | None, BeforeValidator(_id_text)] = Field(None, min_length=1, max_length=256)
     # SOAP: the campaign profiles join, by name or id (``canopycli campaigns`` lists them)
     campaign: Annotated[int | str | None, BeforeValidator(_campaign)] = None
+    # engagement types that hold a profile back (NEW and MODIFIED): bounce (hard), complaint
+    suppress: list[Literal["bounce", "complaint"]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_param_names(self) -> Segment:
@@ -298,10 +300,29 @@ class RelaySettings(_Model):
     copernica: CopernicaSettings = Field(default_factory=CopernicaSettings)
 
 
+ENGAGEMENT_METRICS = ("sends", "opens", "clicks", "bounces", "complaints")
+
+
+class EngagementSettings(_Model):
+    """The ``engagements:`` block: Deployteq's Analytics Events API (OAuth2 client credentials)."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    token_url: str = "https://auth.clang.cloud/oauth2/token"
+    api_url: str = "https://api.canopydeploy.net/analytics-events"
+    scope: str = "analytics.events:read"
+    metrics: list[str] = Field(default_factory=lambda: list(ENGAGEMENT_METRICS), min_length=1)  # the API's names
+    page_size: int = Field(500, ge=1, le=10_000)
+    timeout: float = Field(30.0, gt=0, le=600)
+    retries: int = Field(3, ge=0, le=10)
+    backoff: float = Field(1.0, ge=0, le=60)
+
+
 class Config(_Model):
     connectors: dict[str, Connector] = Field(min_length=1)
     segments: dict[str, Segment] = Field(min_length=1)
     relay: RelaySettings | None = None
+    engagements: EngagementSettings | None = None
 
 
 class Resolved(BaseModel):
@@ -584,6 +605,16 @@ def parse_config(text: str, shown: str = DEFAULT_CONFIG) -> Config:
             report(("segments", key, "external_id"), f"segment {external_ids[ext]!r} has the same external_id")
         elif isinstance(ext, str):
             external_ids[ext] = key
+    engagements = expanded.get("engagements")
+    if isinstance(engagements, dict):
+        secret = engagements.get("client_secret")
+        if isinstance(secret, str):
+            register_secret(secret)
+        for key in ("token_url", "api_url"):
+            url = engagements.get(key)
+            bad = endpoint_problem(url) if isinstance(url, str) else None
+            if bad:
+                report(("engagements", key), f"{key} {bad}")
     relay = expanded.get("relay")
     for loc, msg in relay_problems(relay) if isinstance(relay, dict) else []:
         report(loc, msg)

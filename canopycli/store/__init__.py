@@ -7,6 +7,7 @@ Modules by concern:
   migrations (``PRAGMA user_version``) that bring any journal since 1.0 to the current schema;
 - ``runs``: runs and their batches, and the daily request counters;
 - ``queue``: the relay's durable queue of profile events;
+- ``engagements``: engagement events (pulled or posted), for reports and suppression;
 - ``cache``: short-lived answers of the far side (the SOAP campaign list);
 - ``baseline``: sync baselines (moves, fold, scopes) and the diff's scratch ``Snapshot``;
   ``portable``: ``state export`` / ``state import`` files;
@@ -27,6 +28,7 @@ from pathlib import Path
 from .baseline import Baselines
 from .cache import CampaignCache
 from .db import JOURNAL, Guard, connect
+from .engagements import Engagements
 from .queue import Queue
 from .runs import RequestCounts, Runs
 
@@ -44,6 +46,7 @@ class Store:
         self.baselines = Baselines(self.db, self.guard)
         self.requests = RequestCounts(self.db, self.guard)
         self.queue = Queue(self.db, self.guard)
+        self.engagements = Engagements(self.db, self.guard)
         self.campaigns = CampaignCache(self.db, self.guard)
 
     def close(self) -> None:

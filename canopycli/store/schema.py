@@ -167,6 +167,39 @@ def _campaign_cache(db: sqlite3.Connection) -> None:
     _run_script(db, CAMPAIGN_CACHE)
 
 
+ENGAGEMENTS = """
+CREATE TABLE engagements (      -- engagement events pulled from the Analytics Events API or posted to the relay
+    uuid TEXT PRIMARY KEY,      -- the event's own id: pulling twice stores once
+    metric TEXT NOT NULL,       -- sends | opens | clicks | bounces | complaints (the API's names)
+    at TEXT NOT NULL,           -- when it happened, UTC ISO 8601
+    day TEXT NOT NULL,          -- its UTC day, YYYY-MM-DD
+    campaign_id TEXT,
+    campaign_name TEXT,
+    brand_id TEXT,
+    mailing_type TEXT,
+    content_name TEXT,
+    link TEXT,                  -- clicks: the URL
+    link_description TEXT,
+    bounce_type TEXT,           -- bounces: hard | soft (as given)
+    bounce_category TEXT,
+    email_sha256 TEXT,          -- the address, trimmed, lowercased, SHA-256'd: never the address
+    external_id TEXT,           -- the customer id (customer_id segments)
+    source TEXT NOT NULL        -- api | relay
+) WITHOUT ROWID;
+CREATE INDEX engagements_day ON engagements (metric, day);
+CREATE INDEX engagements_campaign ON engagements (campaign_id, metric);
+CREATE INDEX engagements_email ON engagements (email_sha256, metric) WHERE email_sha256 IS NOT NULL;
+CREATE INDEX engagements_external ON engagements (external_id, metric) WHERE external_id IS NOT NULL;
+"""
+
+
+def _engagements(db: sqlite3.Connection) -> None:
+    """Engagements back: clicks, opens, receives, bounces, complaints (canopycli 1.4)."""
+    for statement in ENGAGEMENTS.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _schema_1_0,  # 1
     _batch_removals,  # 2
@@ -174,6 +207,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _read_prefix,  # 4
     _relay_queue,  # 5
     _campaign_cache,  # 6
+    _engagements,  # 7
 )
 VERSION = len(MIGRATIONS)
 
@@ -203,4 +237,5 @@ SCHEMA = (
     )
     + QUEUE
     + CAMPAIGN_CACHE
+    + ENGAGEMENTS
 )

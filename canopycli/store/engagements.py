@@ -1,0 +1,107 @@
+"""Engagement events in the journal: stored whole per page, queried for reports and suppression.
+
+Identifiers are kept as canopycli sends them: an address only as the SHA-256 of its trimmed,
+lowercased text (``email_sha256``), a customer id as given (``external_id``), so engagements join
+to segments and baselines. Pulling twice stores once (``uuid`` is the key).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .db import Guard, guarded, transaction
+
+METRICS = ("sends", "opens", "clicks", "bounces", "complaints")
+
+
+class Event(NamedTuple):
+    """One engagement, as stored (see ``schema.ENGAGEMENTS``)."""
+
+    uuid: str
+    metric: str
+    at: str  # UTC ISO 8601
+    day: str  # YYYY-MM-DD
+    campaign_id: str | None = None
+    campaign_name: str | None = None
+    brand_id: str | None = None
+    mailing_type: str | None = None
+    content_name: str | None = None
+    link: str | None = None
+    link_description: str | None = None
+    bounce_type: str | None = None
+    bounce_category: str | None = None
+    email_sha256: str | None = None
+    external_id: str | None = None
+    source: str = "api"
+
+
+_COLS = ", ".join(Event._fields)
+_INSERT = f"INSERT OR IGNORE INTO engagements ({_COLS}) VALUES ({', '.join('?' * len(Event._fields))})"
+
+# What a segment's ``suppress:`` types hold back: a hard bounce, any complaint.
+SUPPRESS_SQL = {
+    "bounce": "metric = 'bounces' AND lower(bounce_type) = 'hard'",
+    "complaint": "metric = 'complaints'",
+}
+
+
+class Engagements:
+    """The engagements on one journal connection (``guard``: what its errors mean)."""
+
+    def __init__(self, db: sqlite3.Connection, guard: Guard) -> None:
+        self.db = db
+        self.guard = guard
+
+    @guarded
+    def store(self, events: Iterable[Event]) -> int:
+        """Store a page whole (one transaction); how many were new."""
+        with transaction(self.db) as db:
+            before = db.total_changes
+            db.executemany(_INSERT, events)
+            return db.total_changes - before
+
+    @guarded
+    def newest_day(self, metric: str, source: str = "api") -> str | None:
+        row = self.db.execute(
+            "SELECT MAX(day) FROM engagements WHERE metric = ? AND source = ?", (metric, source)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    @guarded
+    def prune(self, before_day: str) -> int:
+        with transaction(self.db) as db:
+            return int(db.execute("DELETE FROM engagements WHERE day < ?", (before_day,)).rowcount)
+
+    @guarded
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM engagements").fetchone()[0])
+
+    @guarded
+    def suppressed(self, column: str, ids: list[str], types: Iterable[str]) -> dict[str, str]:
+        """Of ``ids`` (``column``: email_sha256 or external_id), those with an engagement of one of
+        ``types`` (bounce, complaint): id -> the reason, naming the type and its UTC day."""
+        if column not in ("email_sha256", "external_id"):
+            raise ValueError(column)
+        where = " OR ".join(f"({SUPPRESS_SQL[t]})" for t in types)
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            sql = (
+                f"SELECT {column}, metric, MIN(day) FROM engagements WHERE {column} IN ({','.join('?' * len(part))})"
+                f" AND ({where}) GROUP BY {column}, metric"
+            )
+            for ident, metric, day in self.db.execute(sql, part):
+                what = "hard bounce" if metric == "bounces" else "complaint"
+                out.setdefault(ident, f"suppressed: {what} on {day} (--no-suppress sends it anyway)")
+        return out
+
+    @guarded
+    def held_back(self, column: str, types: Iterable[str]) -> tuple[int, str | None]:
+        """How many identifiers ``types`` hold back, and since when (the earliest such event's day)."""
+        where = " OR ".join(f"({SUPPRESS_SQL[t]})" for t in types)
+        row = self.db.execute(
+            f"SELECT COUNT(DISTINCT {column}), MIN(day) FROM engagements WHERE {column} IS NOT NULL AND ({where})"
+        ).fetchone()
+        return int(row[0]), row[1]
