@@ -1,6 +1,6 @@
 """Shared options, each defined once: the typer annotations, and decorators that share them.
 
-``push`` and ``sync`` take the same thirteen options. Rather than repeat them in both signatures,
+``push`` and ``sync`` take the same fourteen options. Rather than repeat them in both signatures,
 ``@run_options`` adds them to the command's signature (typer reads ``inspect.signature``) and
 hands the command one ``RunOptions`` with their values; ``@segment_options`` does the same for
 the state commands (``SegmentOptions``).
@@ -56,6 +56,9 @@ AllowPartialOpt = Annotated[
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="If another push of the segment runs, wait for it (else exit 5).")
 ]
+NoSuppressOpt = Annotated[
+    bool, typer.Option("--no-suppress", help="Send to profiles the segment's suppress: would hold back, this once.")
+]
 ListingFormatOpt = Annotated[
     str,
     typer.Option(
@@ -81,6 +84,7 @@ class RunOptions:
     state_dir: Path | None = None
     allow_partial: bool = False
     wait: bool = False
+    no_suppress: bool = False
 
     def push_options(self, file: str, status: str | None = None) -> PushOptions:
         """What the library's run needs: the input and how to read, send and record it."""
@@ -96,6 +100,7 @@ class RunOptions:
             allow_partial=self.allow_partial,
             wait=self.wait,
             state_dir=self.state_dir,
+            suppress=not self.no_suppress,
         )
 
 
@@ -134,6 +139,7 @@ _RUN_TRAILING = (
     _STATE_DIR,
     _option("allow_partial", AllowPartialOpt, False),
     _option("wait", WaitOpt, False),
+    _option("no_suppress", NoSuppressOpt, False),
 )
 SHARED = _RUN_LEADING + _RUN_TRAILING
 
@@ -172,7 +178,7 @@ def _shared_options(
 
 
 run_options = _shared_options(RunOptions, _RUN_LEADING, _RUN_TRAILING)
-"""push and sync: the thirteen options they share, as one ``options: RunOptions``."""
+"""push and sync: the fourteen options they share, as one ``options: RunOptions``."""
 
 segment_options = _shared_options(SegmentOptions, (_CONFIG, _SEGMENT, _STATE_DIR), ())
 """state export, import and reset: --config, --segment and --state-dir, as one ``options: SegmentOptions``."""

@@ -62,6 +62,7 @@ def row_counts(report: Report) -> list[tuple[str, int]]:
         ("rows read", report.rows_read),
         ("rows rejected", report.rows_rejected),
         ("rows duplicate", report.rows_duplicate),
+        *([("rows suppressed", report.rows_suppressed)] if report.rows_suppressed else []),
     ]
     if report.profiles_unchanged is not None:
         rows.append(("profiles unchanged (not sent)", report.profiles_unchanged))

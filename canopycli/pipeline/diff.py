@@ -33,6 +33,7 @@ from .normalize import Normalizer
 from .read import Source, Unreadable
 from .report import RejectsWriter, Report
 from .stages import Effects, Resend
+from .suppress import Held
 
 _SCRATCH_CACHE_KIB = 32768  # the diff's page cache: 32 MiB, whatever the size of the data
 
@@ -106,6 +107,7 @@ class DiffStage:
         connector: str,
         segment_key: str,
         options: SyncOptions,
+        held: Held | None = None,
     ) -> None:
         segment = Segment.model_validate(settings["segment"])
         self.normalizer = Normalizer(
@@ -119,6 +121,7 @@ class DiffStage:
         self.connector, self.segment_key = connector, segment_key
         self.scope = scope_of(connector, segment_key)
         self._snapshot: Snapshot | None = None
+        self.holding = held.reasons if held is not None else {}
         report.profiles_unchanged = 0
 
     @property
@@ -198,6 +201,13 @@ class DiffStage:
                 self.on_reject(line, got.reason, record, False)
                 if got.customer_id is not None:  # a member with a bad cell: hold it, do not remove it
                     self._held.append((got.customer_id,))
+                continue
+            why = self.holding.get(got.customer_id) if self.holding else None
+            if why is not None:  # held back by an engagement: neither sent nor removed
+                self.report.rows_suppressed += 1
+                if self.rejects is not None:
+                    self.rejects.write(line, why, record)
+                self._held.append((got.customer_id,))
                 continue
             try:
                 params = dumps(cast("dict[str, Any]", got.customer)["params"])  # not encoded: a dict
@@ -280,6 +290,7 @@ class DiffStage:
             "rows_read": r.rows_read,
             "rows_rejected": r.rows_rejected,
             "rows_duplicate": r.rows_duplicate,
+            "rows_suppressed": r.rows_suppressed,
             "profiles_unchanged": r.profiles_unchanged,
         }
 

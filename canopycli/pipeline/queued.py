@@ -31,6 +31,7 @@ from .batch import batches
 from .diff import params_digest, scope_of
 from .report import Report
 from .stages import Effects, batch_shape
+from .suppress import id_column
 
 COMMAND = "relay"
 
@@ -53,18 +54,28 @@ class Plan:
 
     send: list[tuple[Queued, str]] = field(default_factory=list)
     echoes: list[Queued] = field(default_factory=list)
+    held: list[Queued] = field(default_factory=list)  # NEW/MODIFIED a segment's suppress: holds back
 
     @property
     def superseded(self) -> int:
-        return sum(r.merged for r, _ in self.send) + sum(r.merged for r in self.echoes)
+        return sum(r.merged for r, _ in self.send) + sum(r.merged for r in self.echoes + self.held)
 
 
-def plan(store: Store, scope: str, rows: list[Queued]) -> Plan:
-    """Decide per waiting row: send (as which status) or drop as an echo of the baseline."""
+def plan(store: Store, scope: str, rows: list[Queued], resolved: Resolved | None = None) -> Plan:
+    """Decide per waiting row: send (as which status), drop as an echo of the baseline, or hold
+    back (the segment's ``suppress:``)."""
     store.baselines.fold(scope)
-    digests, removed = store.baselines.known(scope, [r.customer_id for r in rows])
+    ids = [r.customer_id for r in rows]
+    digests, removed = store.baselines.known(scope, ids)
+    types = resolved.segment.suppress if resolved is not None else []
+    held = (
+        store.engagements.suppressed(id_column(resolved.connector.identifier), ids, types) if resolved and types else {}
+    )
     out = Plan()
     for r in rows:
+        if r.customer_id in held and r.status != "REMOVED":
+            out.held.append(r)
+            continue
         acked = digests.get(r.customer_id)
         status = r.status
         if status == "MODIFIED" and r.new_seen and acked is None:
@@ -109,7 +120,7 @@ class FlushStage:
         self.too_large: list[int] = []
         self.taken = 0
         self.merged = {row.rowid: row.merged for row, _ in planned.send}
-        self.superseded = sum(r.merged for r in planned.echoes)  # of the rows taken so far
+        self.superseded = sum(r.merged for r in planned.echoes + planned.held)  # of the rows taken so far
 
     def prepare(self) -> None:
         pass
@@ -148,8 +159,10 @@ class FlushStage:
     def counts(self, complete: bool) -> dict[str, int | None]:
         p = self.planned
         superseded = p.superseded if complete else self.superseded  # the rest stays queued, merged
-        read = len(p.echoes) + superseded + (len(p.send) if complete else self.taken + len(self.too_large))
+        read = len(p.echoes) + len(p.held) + superseded
+        read += len(p.send) if complete else self.taken + len(self.too_large)
         return {
+            "rows_suppressed": len(p.held),
             "rows_read": read,
             "rows_rejected": len(self.too_large),
             "rows_duplicate": superseded,
@@ -202,7 +215,7 @@ class QueueResend:
         never recorded its counts)."""
         run = self.store.runs.get(self.run_id)  # as it is now
         batched = sum(b.profiles for b in self.store.runs.batches(self.run_id))
-        other = run.rows_rejected + run.rows_duplicate + (run.profiles_unchanged or 0)
+        other = run.rows_rejected + run.rows_duplicate + run.rows_suppressed + (run.profiles_unchanged or 0)
         return {
             "rows_read": other + batched,
             "rows_rejected": run.rows_rejected,

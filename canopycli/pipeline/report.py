@@ -1,7 +1,7 @@
 """Report: every input row accounted for, and how each batch ended.
 
-``rows_read = rows_rejected + rows_duplicate + profiles_delivered + profiles_failed
-+ profiles_not_sent (+ profiles_unchanged for sync)``: ``Report.check`` asserts it.
+``rows_read = rows_rejected + rows_duplicate + rows_suppressed + profiles_delivered +
+profiles_failed + profiles_not_sent (+ profiles_unchanged for sync)``: ``Report.check`` asserts it.
 Output: ``to_json`` for machines and a rejects CSV (the table for people is drawn by ``cli.render``).
 """
 
@@ -38,7 +38,14 @@ from ..store.db import now
 from ..store.runs import BatchRow as JournalBatch
 from ..store.runs import RunRow
 
-COUNT_KEYS = ("rows_rejected", "rows_duplicate", "profiles_delivered", "profiles_failed", "profiles_not_sent")
+COUNT_KEYS = (
+    "rows_rejected",
+    "rows_duplicate",
+    "rows_suppressed",
+    "profiles_delivered",
+    "profiles_failed",
+    "profiles_not_sent",
+)
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Report:
     rows_read: int = 0
     rows_rejected: int = 0
     rows_duplicate: int = 0
+    rows_suppressed: int = 0  # held back by engagements (a segment's suppress:)
     profiles_delivered: int = 0
     profiles_failed: int = 0
     profiles_not_sent: int = 0
@@ -114,6 +122,7 @@ class Report:
             finished=run.finished,
         )
         r.rows_read, r.rows_rejected, r.rows_duplicate = run.rows_read, run.rows_rejected, run.rows_duplicate
+        r.rows_suppressed = run.rows_suppressed
         r.profiles_unchanged = run.profiles_unchanged
         for b in batches:
             outcome = State(b.state).outcome
@@ -201,6 +210,7 @@ class Report:
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
             "rows_duplicate": self.rows_duplicate,
+            "rows_suppressed": self.rows_suppressed,
             "profiles_delivered": self.profiles_delivered,
             "profiles_failed": self.profiles_failed,
             "profiles_not_sent": self.profiles_not_sent,

@@ -32,6 +32,7 @@ from .read import RecordsSource, Source, open_source
 from .report import RejectsWriter, Report
 from .retry import run_retry
 from .stages import ChangeStage, Stage, batch_shape
+from .suppress import Held, load_held
 
 __all__ = [
     "Cancel",
@@ -59,6 +60,7 @@ class PushOptions:
     wait: bool = False
     state_dir: Path | None = None
     records: Iterable[Any] | None = None  # the API's records instead of a file (then ``input`` is "-")
+    suppress: bool = True  # False: --no-suppress (the segment's suppress: is ignored for this run)
 
 
 # Builds a run's stage over its opened source, report and rejects writer.
@@ -101,10 +103,13 @@ def run_push(
     settings = batch_settings(resolved, opts)
     endpoint = resolved.connector.endpoint
 
+    held: list[Held | None] = [None]  # loaded once the state folder is known
+
     def change(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
-        return ChangeStage(settings, endpoint, source, report, rejects, dry_run=opts.dry_run)
+        return ChangeStage(settings, endpoint, source, report, rejects, dry_run=opts.dry_run, held=held[0])
 
     if opts.dry_run and sync is None:  # no journal, no lock: nothing is recorded
+        held[0] = load_held(state_dir(opts.state_dir), resolved, opts.suppress)
         return _dry_run(resolved, opts, settings, ChangeStage.command, change, progress)
     root = state_dir(opts.state_dir)
     command = ChangeStage.command if sync is None else DiffStage.command
@@ -112,7 +117,8 @@ def run_push(
         SegmentLock(root, resolved.connector_name, resolved.segment_key).acquire(opts.wait, note=command),
         Journal(root) as journal,
     ):
-        build = change if sync is None else _diff(resolved, settings, journal, sync)
+        held[0] = load_held(journal, resolved, opts.suppress)
+        build = change if sync is None else _diff(resolved, settings, journal, sync, held[0])
         if opts.dry_run:  # a sync's dry run diffs against the journal's baseline, and moves nothing
             return _dry_run(resolved, opts, settings, command, build, progress)
         with _intake(resolved, opts, settings, command, build) as (source, report, stage):
@@ -128,10 +134,12 @@ def run_push(
         return finish(journal, run.run_id, report)
 
 
-def _diff(resolved: Resolved, settings: dict[str, Any], journal: Journal, sync: SyncOptions) -> StageFactory:
+def _diff(
+    resolved: Resolved, settings: dict[str, Any], journal: Journal, sync: SyncOptions, held: Held | None
+) -> StageFactory:
     def build(source: Source, report: Report, rejects: RejectsWriter | None) -> Stage:
         where = (resolved.connector_name, resolved.segment_key)
-        return DiffStage(settings, resolved.connector.endpoint, source, report, rejects, journal, *where, sync)
+        return DiffStage(settings, resolved.connector.endpoint, source, report, rejects, journal, *where, sync, held)
 
     return build
 

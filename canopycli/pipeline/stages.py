@@ -23,6 +23,7 @@ from .dedupe import Seen
 from .normalize import Normalizer
 from .read import Source, Unreadable
 from .report import RejectsWriter, Report
+from .suppress import Held
 
 # What an acknowledgement does besides marking the batch sent, run in the same transaction on the
 # journal's connection (sync: the baseline moves).
@@ -161,6 +162,7 @@ class ChangeStage:
         *,
         dry_run: bool = False,
         resumed: bool = False,
+        held: Held | None = None,
     ) -> None:
         segment = Segment.model_validate(settings["segment"])
         self.normalizer = Normalizer(
@@ -177,6 +179,7 @@ class ChangeStage:
         self.batch_size = settings["batch_size"]
         self.per_profile = settings.get("api") == "soap"
         self.dry_run, self.resumed = dry_run, resumed
+        self.held = held
         self.in_batches = 0  # profiles handed out in batches so far
 
     def prepare(self) -> None:
@@ -197,6 +200,14 @@ class ChangeStage:
     def batches(self) -> Iterator[Batch]:
         kept = Kept(self.batch_size) if self.rejects is not None else None
         profiles = profiles_from(self.source, self.normalizer, self.report, self.on_reject, kept)
+        if self.held is not None:
+
+            def hold(p: Profile, why: str) -> None:
+                self.report.rows_suppressed += 1
+                if self.rejects is not None:
+                    self.rejects.write(p.line, why, kept.rows.get(p.line) if kept else None)
+
+            profiles = self.held.filter(profiles, hold)
         for b in batches(
             profiles,
             self.encoder,
@@ -217,8 +228,13 @@ class ChangeStage:
     def counts(self, complete: bool) -> dict[str, int | None]:
         r = self.report
         # Interrupted mid-file, rows read but not yet in a batch are not counted: retry reads them again.
-        read = r.rows_read if complete else r.rows_rejected + r.rows_duplicate + self.in_batches
-        return {"rows_read": read, "rows_rejected": r.rows_rejected, "rows_duplicate": r.rows_duplicate}
+        read = r.rows_read if complete else r.rows_rejected + r.rows_duplicate + r.rows_suppressed + self.in_batches
+        return {
+            "rows_read": read,
+            "rows_rejected": r.rows_rejected,
+            "rows_duplicate": r.rows_duplicate,
+            "rows_suppressed": r.rows_suppressed,
+        }
 
     def finish(self) -> None:
         pass

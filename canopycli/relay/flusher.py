@@ -230,13 +230,14 @@ class Flusher:
         if not due:
             return
         rows = store.queue.waiting(s.key, size * TAKE_BATCHES)
-        planned = plan(store, scope_of(s.resolved.connector_name, s.key), rows)
+        planned = plan(store, scope_of(s.resolved.connector_name, s.key), rows, s.resolved)
         if not (forced or interval_due):  # full batches only; the rest waits for the clock
             planned.send = planned.send[: len(planned.send) // size * size]
-        if planned.echoes:
-            store.queue.drop([r.rowid for r in planned.echoes])
+        if planned.echoes or planned.held:
+            store.queue.drop([r.rowid for r in planned.echoes + planned.held])
             self.metrics.event(s.key, "suppressed", len(planned.echoes))
-        if planned.send or planned.echoes:
+            self.metrics.event(s.key, "held", len(planned.held))
+        if planned.send or planned.echoes or planned.held:
             report = Report(COMMAND, s.resolved.segment_name, s.resolved.connector_name, f"relay:{s.key}")
             self._run(store, s, FlushStage(store, s.resolved, planned, report), None, report)
         self._recount(store, s)

@@ -13,7 +13,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # What became of an event: queued on intake or refused; then sent in an acknowledged batch,
 # superseded by a later event for the same identifier, suppressed as an echo of the baseline,
 # in a batch that failed for good, or left unsent.
-EVENT_OUTCOMES = ("accepted", "rejected", "delivered", "superseded", "suppressed", "failed")
+EVENT_OUTCOMES = ("accepted", "rejected", "delivered", "superseded", "suppressed", "held", "failed")
 
 
 class Metrics:

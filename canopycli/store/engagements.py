@@ -98,6 +98,20 @@ class Engagements:
         return out
 
     @guarded
+    def suppressed_all(self, column: str, types: Iterable[str]) -> dict[str, str]:
+        """Every identifier ``types`` hold back, with its reason (a run loads them once: one set
+        lookup a row, whatever the size of the input)."""
+        if column not in ("email_sha256", "external_id"):
+            raise ValueError(column)
+        where = " OR ".join(f"({SUPPRESS_SQL[t]})" for t in types)
+        out: dict[str, str] = {}
+        sql = f"SELECT {column}, metric, MIN(day) FROM engagements WHERE {column} IS NOT NULL AND ({where}) GROUP BY {column}, metric"
+        for ident, metric, day in self.db.execute(sql):
+            what = "hard bounce" if metric == "bounces" else "complaint"
+            out.setdefault(ident, f"suppressed: {what} on {day} (--no-suppress sends it anyway)")
+        return out
+
+    @guarded
     def held_back(self, column: str, types: Iterable[str]) -> tuple[int, str | None]:
         """How many identifiers ``types`` hold back, and since when (the earliest such event's day)."""
         where = " OR ".join(f"({SUPPRESS_SQL[t]})" for t in types)

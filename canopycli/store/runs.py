@@ -52,6 +52,7 @@ class RunRow:
     status: str
     exit_code: int | None
     stop_reason: str | None
+    rows_suppressed: int = 0
 
     @property
     def shown_status(self) -> str:
@@ -90,7 +91,7 @@ def _alive(pid: int | None) -> bool:
 _RUN_COLS = (
     "id, command, pid, started, finished, config_path, connector, segment, segment_name, endpoint, input, input_sha256,"
     " settings, spool_complete, rows_read, rows_rejected, rows_duplicate, profiles_unchanged, status,"
-    " exit_code, stop_reason"
+    " exit_code, stop_reason, rows_suppressed"
 )
 
 
@@ -147,6 +148,7 @@ class Runs:
         """``input_sha256``: of the whole input, once it has been read to the end."""
         self.db.execute(
             "UPDATE runs SET rows_read=?, rows_rejected=?, rows_duplicate=?, profiles_unchanged=?, spool_complete=?,"
+            " rows_suppressed=COALESCE(?, rows_suppressed),"
             " input_sha256=COALESCE(?, input_sha256) WHERE id=?",
             (
                 counts["rows_read"],
@@ -154,6 +156,7 @@ class Runs:
                 counts["rows_duplicate"],
                 counts.get("profiles_unchanged"),
                 int(complete),
+                counts.get("rows_suppressed"),
                 input_sha256,
                 run_id,
             ),

@@ -194,10 +194,12 @@ CREATE INDEX engagements_external ON engagements (external_id, metric) WHERE ext
 
 
 def _engagements(db: sqlite3.Connection) -> None:
-    """Engagements back: clicks, opens, receives, bounces, complaints (canopycli 1.4)."""
+    """Engagements back: clicks, opens, receives, bounces, complaints, and the rows a run held
+    back because of them (canopycli 1.4)."""
     for statement in ENGAGEMENTS.split(";"):
         if statement.strip():
             db.execute(statement)
+    _add_columns(db, "runs", {"rows_suppressed": "INTEGER NOT NULL DEFAULT 0"})
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -238,4 +240,8 @@ SCHEMA = (
     + QUEUE
     + CAMPAIGN_CACHE
     + ENGAGEMENTS
+).replace(
+    "    exit_code INTEGER,\n    stop_reason TEXT\n);",
+    "    exit_code INTEGER,\n    stop_reason TEXT,\n"
+    "    rows_suppressed INTEGER NOT NULL DEFAULT 0  -- held back by engagements (canopycli 1.4)\n);",
 )
