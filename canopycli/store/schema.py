@@ -196,9 +196,7 @@ CREATE INDEX engagements_external ON engagements (external_id, metric) WHERE ext
 def _engagements(db: sqlite3.Connection) -> None:
     """Engagements back: clicks, opens, receives, bounces, complaints, and the rows a run held
     back because of them (canopycli 1.4)."""
-    for statement in ENGAGEMENTS.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    _run_script(db, ENGAGEMENTS)
     _add_columns(db, "runs", {"rows_suppressed": "INTEGER NOT NULL DEFAULT 0"})
 
 
