@@ -7,7 +7,7 @@ of the commands in ``canopycli --help``.
 from . import push  # noqa: F401  (push, sync, retry)
 
 # isort: split
-from . import campaigns, config, relay, runs, sandbox, state  # noqa: F401
+from . import campaigns, config, engagements, relay, runs, sandbox, state  # noqa: F401
 from .core import app
 
 
