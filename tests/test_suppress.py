@@ -3,11 +3,17 @@ a complaint stored in the state folder; REMOVED still goes; the counts add up.""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+from click.testing import Result
+from typer.testing import CliRunner
+
+from canopycli.cli import app
 from canopycli.emulators.webhook import Sandbox
 from canopycli.store import Store
 from canopycli.store.engagements import Event
@@ -75,3 +81,60 @@ def test_dry_run_and_sync_hold_back_too(tmp_path: Path, sandbox: Callable[..., S
     p = run_cli("sync", str(src), "-c", str(cfg), "--report-json", str(tmp_path / "s2.json"))
     r = report(tmp_path / "s2.json")
     assert (r["rows_suppressed"], r["profiles_unchanged"], r["removals_delivered"]) == (1, 4, 0)
+
+
+def _invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_suppressed_lists_how_many_each_segment_holds_back_and_since_when(tmp_path: Path) -> None:
+    seed(tmp_path / "state")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "connectors": {
+                    "main": {
+                        "endpoint": "http://127.0.0.1:9/x",
+                        "token": "${CANOPY_TOKEN}",
+                        "identifier": "hashed_email",
+                    }
+                },
+                "segments": {
+                    "Both": {"connector": "main", "id_column": "email", "suppress": ["bounce", "complaint"]},
+                    "Complaints": {"connector": "main", "id_column": "email", "suppress": ["complaint"]},
+                    "Plain": {"connector": "main", "id_column": "email"},
+                },
+            }
+        )
+    )
+    r = _invoke("engagements", "suppressed", "-c", str(cfg), "--format", "json")
+    assert r.exit_code == 0, r.output
+    got = {row["segment"]: (row["held_back"], row["since"]) for row in json.loads(r.stdout)}
+    # user1's hard bounce (2026-11-01) and user3's complaint (2026-11-03); user2's soft bounce never holds
+    assert got == {"Both": (2, "2026-11-01"), "Complaints": (1, "2026-11-03")}
+    r = _invoke("engagements", "suppressed", "Plain", "-c", str(cfg), "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == [{"segment": "Plain", "suppress": "(none)", "held_back": 0, "since": ""}]
+    r = _invoke("engagements", "suppressed", "Nope", "-c", str(cfg))
+    assert r.exit_code == 2
+    assert "Nope" in r.output and "Traceback" not in r.output
+
+
+def test_prune_forgets_old_events_and_they_no_longer_suppress(tmp_path: Path) -> None:
+    seed(tmp_path / "state")
+    today = dt.datetime.now(dt.UTC).date()
+    with Store(tmp_path / "state") as store:
+        store.engagements.store(
+            [Event("new", "complaints", f"{today}T01:00:00+00:00", str(today), email_sha256=sha("x@example.com"))]
+        )
+    r = _invoke("engagements", "prune", "--older-than", "10d")
+    assert r.exit_code == 0, r.output
+    assert "pruned 4 engagement event(s)" in r.stdout
+    with Store(tmp_path / "state") as store:
+        assert store.engagements.count() == 1
+        assert store.engagements.suppressed_all("email_sha256", ["bounce", "complaint"]).keys() == {
+            sha("x@example.com")
+        }
+    r = _invoke("engagements", "prune", "--older-than", "soon")
+    assert r.exit_code == 2 and "--older-than takes" in r.output

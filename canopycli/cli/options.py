@@ -8,8 +8,10 @@ the state commands (``SegmentOptions``).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import typer
 from typer.models import ArgumentInfo
 
 from ..config import Resolved, config_path, load_config, resolve
+from ..errors import UsageError
 from ..pipeline.run import PushOptions
 
 ConfigOpt = Annotated[
@@ -59,6 +62,22 @@ WaitOpt = Annotated[
 NoSuppressOpt = Annotated[
     bool, typer.Option("--no-suppress", help="Send to profiles the segment's suppress: would hold back, this once.")
 ]
+OlderThanOpt = Annotated[str, typer.Option("--older-than", help="Age like 180d, 12h or 90m.")]
+
+
+def cutoff(older_than: str) -> dt.datetime:
+    """``--older-than``: now (UTC) minus the age."""
+    m = re.fullmatch(r"([0-9]{1,9})([dhm])", older_than.strip())  # ASCII digits: \d takes any script's
+    if not m:
+        raise UsageError(f"--older-than takes a number and d, h or m (like 30d), got {older_than!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    age = dt.timedelta(days=n) if unit == "d" else dt.timedelta(hours=n) if unit == "h" else dt.timedelta(minutes=n)
+    try:
+        return dt.datetime.now(dt.UTC) - age
+    except OverflowError:
+        raise UsageError(f"--older-than {older_than} reaches back past the year 1; use an age like 3650d") from None
+
+
 ListingFormatOpt = Annotated[
     str,
     typer.Option(

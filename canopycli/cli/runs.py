@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from typing import Annotated
 
 import orjson
 import typer
 
-from ..errors import UsageError
 from ..outputs import STDOUT, check_file
 from ..pipeline.report import Report
 from ..store import Store
 from ..store.locks import state_dir
 from .core import app, handle_errors, stdout_console
-from .options import ListingFormatOpt, ReportOpt, StateDirOpt
+from .options import ListingFormatOpt, OlderThanOpt, ReportOpt, StateDirOpt, cutoff
 from .render import render_report, show_listing
 
 runs_app = typer.Typer(help="The run journal: list runs, show one, prune old ones.", no_args_is_help=False)
@@ -101,19 +98,11 @@ def runs_show(
 @runs_app.command("prune")
 @handle_errors
 def runs_prune(
-    older_than: Annotated[str, typer.Option("--older-than", help="Age like 30d, 12h or 90m.")] = "30d",
+    older_than: OlderThanOpt = "30d",
     state_dir_: StateDirOpt = None,
 ) -> None:
     """Forget runs (and their stored batches) older than --older-than."""
-    m = re.fullmatch(r"([0-9]{1,9})([dhm])", older_than.strip())  # ASCII digits: \d takes any script's
-    if not m:
-        raise UsageError(f"--older-than takes a number and d, h or m (like 30d), got {older_than!r}")
-    n, unit = int(m.group(1)), m.group(2)
-    age = dt.timedelta(days=n) if unit == "d" else dt.timedelta(hours=n) if unit == "h" else dt.timedelta(minutes=n)
-    try:
-        before = dt.datetime.now(dt.UTC) - age
-    except OverflowError:
-        raise UsageError(f"--older-than {older_than} reaches back past the year 1; use an age like 3650d") from None
+    before = cutoff(older_than)
     with Store(state_dir(state_dir_)) as journal:
         removed = journal.runs.prune(before)
     typer.echo(f"pruned {removed} run(s) older than {older_than}")
