@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..config import Config, Connector, campaign_id, redact_url
+from ..config import Config, Connector, EngagementSettings, campaign_id, redact_url
 from ..errors import UsageError
 from ..pipeline.report import Report
 from .core import emit
@@ -94,18 +94,41 @@ def render_config(cfg: Config, shown: str, out: Console) -> None:
         for k, v in soap_settings(c) if c.is_soap else webhook_settings(c):
             t.add_row(k, v)
         out.print(t)
+    if cfg.engagements is not None:
+        t = make_table(out, title="engagements", show_header=False)
+        t.add_column("setting")
+        t.add_column("value", overflow="fold")
+        for k, v in engagement_settings(cfg.engagements):
+            t.add_row(k, v)
+        out.print(t)
     s = make_table(out, title="segments")
     campaigns = any(seg.campaign is not None for seg in cfg.segments.values())
+    suppress = any(seg.suppress for seg in cfg.segments.values())
     columns = ["segment", "segmentName", "connector", "id_column", "status_column", "params"]
-    for col in [*columns, "campaign"] if campaigns else columns:
+    for col in [*columns, *(["campaign"] if campaigns else []), *(["suppress"] if suppress else [])]:
         s.add_column(col, overflow="fold")
     for key, seg in cfg.segments.items():
         params = "every other column" if seg.params is None else ", ".join(f"{p.name}:{p.type}" for p in seg.params)
         row = [key, seg.name or key, seg.connector, seg.id_column, seg.status_column, params]
         if campaigns:
             row.append(campaign_text(seg.campaign))
+        if suppress:
+            row.append(", ".join(seg.suppress) or "-")
         s.add_row(*row)
     out.print(s)
+
+
+def engagement_settings(e: EngagementSettings) -> list[tuple[str, str]]:
+    return [
+        ("client_id", e.client_id),
+        ("client_secret", "*** (set)"),
+        ("token_url", redact_url(e.token_url)),
+        ("api_url", redact_url(e.api_url)),
+        ("metrics", ", ".join(e.metrics)),
+        ("page_size", str(e.page_size)),
+        ("timeout", f"{e.timeout:g} s"),
+        ("retries", str(e.retries)),
+    ]
 
 
 def webhook_settings(c: Connector) -> list[tuple[str, str]]:
