@@ -158,3 +158,23 @@ def test_a_non_ascii_token_with_query_auth_is_sent_percent_encoded(
     assert report(tmp_path / "r.json")["profiles_delivered"] == 3
     assert token not in p.stdout + p.stderr
     assert sb.snapshot()["accepted"] == 1
+
+
+def test_validate_config_shows_the_engagements_block_without_its_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "client-SECRET-5f4e3d2c1b0a"
+    monkeypatch.setenv("DT_CLIENT_SECRET", secret)
+    cfg = write_config(tmp_path / "c.yaml", WEBHOOK, segment={"suppress": ["bounce"]})
+    data = yaml.safe_load(cfg.read_text())
+    data["engagements"] = {"client_id": "my-client", "client_secret": "${DT_CLIENT_SECRET}"}
+    cfg.write_text(yaml.safe_dump(data))
+    code, out, err = invoke("validate-config", str(cfg))
+    assert code == 0, err
+    assert "my-client" in out and "https://api.canopydeploy.net/analytics-events" in out
+    assert "suppress" in out and "bounce" in out
+    assert secret not in out + err
+    data["engagements"]["api_url"] = "http://api.example.com/analytics-events"  # not loopback: https only
+    cfg.write_text(yaml.safe_dump(data))
+    code, out, err = invoke("validate-config", str(cfg))
+    assert code == 2 and "engagements.api_url" in err and secret not in err
