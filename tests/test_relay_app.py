@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import warnings
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
+import orjson
 import pytest
 from pydantic import SecretStr
 
@@ -22,6 +24,7 @@ from canopycli.relay.app import build_app
 from canopycli.relay.core import Accepted, Item, ShuttingDown
 from canopycli.relay.metrics import CONTENT_TYPE, Metrics
 from canopycli.relay.signature import SignatureError
+from canopycli.store.engagements import Event
 
 with warnings.catch_warnings():
     # starlette 1.10 asks for httpx2 in its test client; the project has httpx (same API)
@@ -50,6 +53,7 @@ class FakeCore:
     unhealthy: str | None = None
     calls: list[list[Item]] = field(default_factory=list)
     flushed: list[str | None] = field(default_factory=list)
+    recorded: list[list[Event]] = field(default_factory=list)
 
     def accept(self, items: list[Item]) -> Accepted:
         self.calls.append(items)
@@ -57,6 +61,12 @@ class FakeCore:
             raise self.failure
         rejected = sorted({(it.pos, self.reject[it.pos]) for it in items if it.pos in self.reject})
         return Accepted(sum(it.pos not in self.reject for it in items), rejected)
+
+    def record(self, events: list[Event]) -> int:
+        self.recorded.append(events)
+        if self.failure:
+            raise self.failure
+        return len(events)
 
     def status(self) -> dict[str, Any]:
         return {"segments": {k: {"queued": 3, "oldest_age_s": 1.5} for k in self.segments}}
@@ -530,3 +540,46 @@ def test_too_many_records_in_one_request_is_413_and_nothing_is_queued(
     assert core.items == []
     ok = b"[" + b",".join([b'{"email": "a@x.nl"}'] * 5) + b"]"
     assert client.post(PROFILES, content=ok, headers={**AUTH, "Content-Type": "application/json"}).status_code == 202
+
+
+# --- engagements ---------------------------------------------------------------------------
+
+ENGAGEMENTS = "/v1/engagements"
+OPEN = {"type": "Email Open", "timestamp": "2026-11-20T10:00:00Z", "email": "Someone@Example.com ",
+        "campaignId": "42", "uuid": "e-1"}  # fmt: skip
+
+
+def test_engagements_are_stored_with_the_address_only_as_its_hash(client: TestClient, core: FakeCore) -> None:
+    click = {"type": "email click", "timestamp": "2026-11-20T11:00:00+01:00", "customerId": "c7",
+             "linkHref": "https://example.com/a", "uuid": "e-2"}  # fmt: skip
+    r = client.post(ENGAGEMENTS, json=[OPEN, click, {"type": "Email Fax"}, "nope"], headers=AUTH)
+    assert r.status_code == 202
+    body = r.json()
+    assert body["accepted"] == 2
+    assert [x["index"] for x in body["rejected"]] == [2, 3]
+    stored = core.recorded[0]
+    assert [(e.uuid, e.metric, e.day, e.source) for e in stored] == [
+        ("e-1", "opens", "2026-11-20", "relay"),
+        ("e-2", "clicks", "2026-11-20", "relay"),
+    ]
+    assert stored[0].email_sha256 == hashlib.sha256(b"someone@example.com").hexdigest()
+    assert stored[1].external_id == "c7" and stored[1].link == "https://example.com/a"
+    assert "someone@example.com" not in r.text.lower()
+
+
+def test_engagements_answer_like_the_other_routes(client: TestClient, core: FakeCore) -> None:
+    assert client.post(ENGAGEMENTS, json=[OPEN]).status_code == 401
+    assert client.post(ENGAGEMENTS, content=b"x", headers={**AUTH, "content-type": "text/plain"}).status_code == 415
+    assert (
+        client.post(ENGAGEMENTS, content=b"{", headers={**AUTH, "content-type": "application/json"}).status_code == 400
+    )
+    r = client.post(ENGAGEMENTS, json=[{"type": "Email Open"}], headers=AUTH)  # no timestamp
+    assert r.status_code == 422 and r.json()["accepted"] == 0
+    ndjson = b"\n".join(orjson.dumps({**OPEN, "uuid": f"n{i}"}) for i in range(3))
+    r = client.post(ENGAGEMENTS, content=ndjson, headers={**AUTH, "content-type": "application/x-ndjson"})
+    assert r.status_code == 202 and r.json() == {"accepted": 3, "rejected": []}
+    core.failure = DiskFullError("the disk is full")
+    r = client.post(ENGAGEMENTS, json=[OPEN], headers=AUTH)
+    assert r.status_code == 503 and "send again" in r.json()["error"]
+    core.failure, core.accepting = None, False
+    assert client.post(ENGAGEMENTS, json=[OPEN], headers=AUTH).status_code == 503

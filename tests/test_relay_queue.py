@@ -24,6 +24,7 @@ from canopycli.relay.flusher import Flusher
 from canopycli.relay.intake import Intake
 from canopycli.relay.metrics import Metrics
 from canopycli.store import Store
+from canopycli.store.engagements import Event
 from canopycli.store.queue import Append
 
 from .conftest import TOKEN
@@ -268,3 +269,34 @@ def test_a_request_after_the_intake_closed_is_refused_not_left_waiting(tmp_path:
     assert accept_within(intake, [Item(0, "S", {"id": "1"})]).accepted == 1  # type: ignore[attr-defined]
     intake.close()
     assert isinstance(accept_within(intake, [Item(0, "S", {"id": "2"})]), ShuttingDown)
+
+
+def test_a_segment_with_suppress_holds_back_new_and_modified_but_not_removed(setup: Callable[..., Any]) -> None:
+    fl, store, far, clock = setup(config=CONFIG.replace("id_column: id}", "id_column: id, suppress: [complaint]}"))
+    store.engagements.store([Event("e1", "complaints", "2026-11-01T09:00:00+00:00", "2026-11-01", external_id="a"),
+                             Event("e2", "complaints", "2026-11-01T09:00:00+00:00", "2026-11-01", external_id="c"),
+                             Event("e3", "bounces", "2026-11-01T09:00:00+00:00", "2026-11-01", bounce_type="hard",
+                                   external_id="b")])  # fmt: skip
+    add(fl, store, clock[0], ("a", "NEW", {"v": "1"}), ("a", "MODIFIED", {"v": "2"}), ("b", "NEW", {"v": "1"}),
+        ("c", "REMOVED", {}))  # fmt: skip
+    fl.request_flush("S")
+    fl._cycle(store)
+    # a complained: held (its two events merged into one, counted superseded); b's bounce is not in
+    # this segment's suppress:; c's removal still goes
+    assert [(c[0], c[1]) for c in far.customers()] == [("b", "NEW"), ("c", "REMOVED")]
+    run = store.runs.last()
+    assert (run.rows_read, run.rows_suppressed, run.rows_duplicate, run.exit_code) == (4, 1, 1, 0)
+    assert store.queue.stats() == {}  # a held event does not wait for ever
+
+
+def test_engagements_are_stored_by_the_intake_writer_and_counted_once(tmp_path: Path) -> None:
+    cfg = parse_config(CONFIG)
+    intake = Intake(tmp_path, {k: resolve(cfg, k, "c.yaml") for k in cfg.segments}, Metrics(), lambda *a: None)
+    events = [Event(f"u{i}", "opens", "2026-11-01T09:00:00+00:00", "2026-11-01", external_id=str(i)) for i in range(3)]
+    try:
+        assert intake.record(events) == 3
+        assert intake.record(events[1:] + [events[0]._replace(uuid="u9")]) == 1  # the uuids already stored: once
+    finally:
+        intake.close()
+    with Store(tmp_path) as store:
+        assert store.engagements.count() == 4

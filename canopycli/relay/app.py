@@ -27,8 +27,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import RelaySettings
+from ..engagements.events import EventError, from_relay
 from ..errors import CanopyError, scrub
 from ..pipeline.payloads import PayloadError, copernica_form, copernica_record, engine_records
+from ..store.engagements import Event
 from .core import Accepted, Core, Item, ShuttingDown
 from .metrics import CONTENT_TYPE
 from .signature import SignatureError, verify
@@ -42,6 +44,7 @@ STATUSES = ("NEW", "MODIFIED", "REMOVED")
 SHUTTING_DOWN = "the relay is shutting down; send again later"
 RETRY_AFTER = "5"  # seconds: about what a restart takes
 NO_SEGMENT = "(engine)"  # the metrics label of refused engine payloads: one may match no segment
+ENGAGEMENTS = "(engagements)"  # the metrics label of engagement events: they belong to no segment
 BOM = b"\xef\xbb\xbf"
 MAX_RECORDS = 50_000  # per request: memory stays bounded whatever max_body_bytes allows
 
@@ -219,11 +222,19 @@ async def _accept(core: Core, adapted: tuple[list[Item], list[tuple[int, str]]],
     """Queue the items (committed when this returns), merge the app's own rejections, answer
     202 when anything was accepted and 422 when nothing was."""
     items, rejected = adapted
+    return await _hand_over(core, (lambda: core.accept(items)) if items else None, rejected, label)
+
+
+async def _hand_over(
+    core: Core, store: Callable[[], Accepted] | None, rejected: list[tuple[int, str]], label: str
+) -> Response:
+    """Run ``store`` (blocking: in a worker thread; None: nothing valid to store), merge the
+    app's own rejections, answer 202 when anything was accepted and 422 when nothing was."""
     core.metrics.event(label, "rejected", len(rejected))
     answer = Accepted()
-    if items:
+    if store is not None:
         try:
-            answer = await anyio.to_thread.run_sync(core.accept, items)
+            answer = await anyio.to_thread.run_sync(store)
         except ShuttingDown:
             raise Refusal(503, SHUTTING_DOWN, {"Retry-After": RETRY_AFTER}) from None
         except CanopyError as e:  # the store's own errors (a full disk, a journal it cannot write)
@@ -233,6 +244,18 @@ async def _accept(core: Core, adapted: tuple[list[Item], list[tuple[int, str]]],
             raise Refusal(503, reason, {"Retry-After": RETRY_AFTER}) from None
     merged = Accepted(answer.accepted, sorted(answer.rejected + rejected, key=lambda r: r[0]))
     return _json(202 if merged.accepted else 422, merged.json())
+
+
+def _engagement_events(values: list[Any]) -> tuple[list[Event], list[tuple[int, str]]]:
+    """Each value through ``from_relay``; one it refuses is rejected by its index."""
+    events: list[Event] = []
+    rejected: list[tuple[int, str]] = []
+    for i, value in enumerate(values):
+        try:
+            events.append(from_relay(value))
+        except EventError as e:
+            rejected.append((i, str(e)))
+    return events, rejected
 
 
 class _Handlers:
@@ -278,6 +301,22 @@ class _Handlers:
         else:
             adapted = _adapt(_values(body, JSON), lambda callback: (key, [copernica_record(callback, segment)]), True)
         return await _accept(core, adapted, key)
+
+    async def engagements(self, request: Request) -> Response:
+        """Engagement events (the connector's camelCase shape): stored in the journal, where
+        reports and a segment's ``suppress:`` read them."""
+        core = self.core
+        _bearer(request, core)
+        _open(core)
+        media = _media_type(request, (JSON, *NDJSON))
+        events, rejected = _engagement_events(_values(await _body(request, core.settings), media))
+
+        def record() -> Accepted:
+            core.record(events)
+            core.metrics.event(ENGAGEMENTS, "accepted", len(events))
+            return Accepted(len(events))
+
+        return await _hand_over(core, record if events else None, rejected, ENGAGEMENTS)
 
     async def healthz(self, request: Request) -> Response:
         reason = self.core.health()  # reads memory only: answers even when every worker thread is busy
@@ -364,6 +403,7 @@ def build_app(core: Core) -> Starlette:
         Route("/v1/segments/{segment}/profiles", h.profiles, methods=["POST"]),
         Route("/v1/engine", h.engine, methods=["POST"]),
         Route("/v1/copernica/{segment}", h.copernica, methods=["POST"]),
+        Route("/v1/engagements", h.engagements, methods=["POST"]),
         Route("/v1/flush", h.flush, methods=["POST"]),
         Route("/v1/status", h.status, methods=["GET"]),
         Route("/metrics", h.metrics, methods=["GET"]),

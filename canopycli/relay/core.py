@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from ..config import RelaySettings, Segment
+from ..store.engagements import Event
 from .metrics import Metrics
 from .signature import KeySource
 
@@ -53,6 +54,11 @@ class Core(Protocol):
     def accept(self, items: list[Item]) -> Accepted:
         """Normalize and queue ``items`` (blocking; call it from a worker thread); returns once
         they are committed. Raises ``ShuttingDown`` once the relay stopped accepting."""
+        ...
+
+    def record(self, events: list[Event]) -> int:
+        """Store engagement events (``POST /v1/engagements``; blocking, like ``accept``); returns
+        once they are committed, with how many were new (a uuid already stored is kept once)."""
         ...
 
     def status(self) -> dict[str, Any]:

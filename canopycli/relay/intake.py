@@ -1,4 +1,5 @@
-"""Intake: records -> normalized events -> the queue, committed before the request is answered.
+"""Intake: records -> normalized events -> the queue, and engagement events -> the journal,
+committed before the request is answered.
 
 Records are normalized by the same ``Normalizer`` as push's JSONL lines (identity, hashing,
 status, params), in the request's worker thread. One writer thread owns the ``intake`` connection
@@ -27,6 +28,7 @@ from ..errors import CanopyError, StateError
 from ..model import Reject
 from ..pipeline.normalize import Normalizer
 from ..store import Store
+from ..store.engagements import Event
 from ..store.queue import Append
 from .core import Accepted, Item, ShuttingDown
 from .metrics import Metrics
@@ -41,8 +43,16 @@ OnCommit = Callable[[str, int, float], None]
 
 @dataclass
 class _Job:
+    """What one request hands the writer: profile events for the queue, or engagement events
+    (``POST /v1/engagements``) for the journal; ``done`` is set once they are committed."""
+
     appends: list[Append]
     done: Future[list[int]]
+    engagements: list[Event] | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(len(a.rows) for a in self.appends) + len(self.engagements or ())
 
 
 class Intake:
@@ -89,6 +99,16 @@ class Intake:
             answer.accepted += len(r)
         return answer
 
+    def record(self, events: list[Event]) -> int:
+        """Store engagement events (a uuid already stored is kept once); returns once they are
+        committed, with how many were new."""
+        self._check_open()
+        job = _Job([], Future(), events)
+        with self.lock:
+            self._check_open()
+            self.jobs.put(job)
+        return job.done.result()[0]
+
     def _check_open(self) -> None:
         if self.failure is not None:  # a new one each time: a raised exception keeps its traceback
             raise StateError(self.failure.message, hint=self.failure.hint)
@@ -128,7 +148,7 @@ class Intake:
             job = self.jobs.get()
             if job is None:
                 return
-            group, n = [job], sum(len(a.rows) for a in job.appends)
+            group, n = [job], job.size
             while n < GROUP_ROWS:
                 try:
                     more = self.jobs.get_nowait()
@@ -138,7 +158,7 @@ class Intake:
                     stop = True
                     break
                 group.append(more)
-                n += sum(len(a.rows) for a in more.appends)
+                n += more.size
             try:
                 self._commit(store, group)
             except BaseException as e:
@@ -148,15 +168,27 @@ class Intake:
                 raise
 
     def _commit(self, store: Store, group: list[_Job]) -> None:
+        """The group's queue events in one transaction, each request's engagements in one of
+        their own; a request whose transaction failed is answered with the error (nothing of it
+        was stored)."""
+        queued = [j for j in group if j.engagements is None]
+        for j in group:
+            if j.engagements is not None:
+                try:
+                    j.done.set_result([store.engagements.store(j.engagements)])
+                except BaseException as e:
+                    j.done.set_exception(e)
+        if not queued:
+            return
         at = time.time()
         try:
-            made = store.queue.append([a for j in group for a in j.appends], now=at)
+            made = store.queue.append([a for j in queued for a in j.appends], now=at)
         except BaseException as e:  # the requests are answered with the error: nothing was queued
-            for j in group:
+            for j in queued:
                 j.done.set_exception(e)
             return
         i = 0
-        for j in group:
+        for j in queued:
             mine = made[i : i + len(j.appends)]
             i += len(j.appends)
             for a, m in zip(j.appends, mine, strict=True):

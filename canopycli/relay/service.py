@@ -29,6 +29,7 @@ from ..config import Config, RelaySettings, Resolved, Segment, is_loopback, list
 from ..errors import StateError, UsageError, scrub
 from ..pipeline.drive import Wiring
 from ..store import Store
+from ..store.engagements import Event
 from ..store.locks import state_dir
 from .core import Accepted, Item, ShuttingDown
 from .flusher import Flusher
@@ -88,6 +89,11 @@ class RelayCore:
         if not self._accepting:
             raise ShuttingDown
         return self.intake.accept(items)
+
+    def record(self, events: list[Event]) -> int:
+        if not self._accepting:
+            raise ShuttingDown
+        return self.intake.record(events)
 
     def status(self) -> dict[str, Any]:
         return self.flusher.status()
