@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -204,3 +205,42 @@ def test_no_secret_or_address_in_logs_status_metrics_queue_or_journal(world: dic
     )
     for secret in (TOKEN, RELAY_TOKEN, "user0@example.com", "not-an-address"):
         assert secret not in blob
+
+
+def test_engagements_posted_to_the_relay_are_stored_and_hold_back_a_suppressing_segment(
+    world: dict[str, Any],
+) -> None:
+    cfg = yaml.safe_load(world["cfg"].read_text())
+    cfg["segments"]["WelcomeFlow"]["suppress"] = ["bounce", "complaint"]
+    world["cfg"].write_text(yaml.safe_dump(cfg))
+    relay = Relay(world["cfg"], world["state"])
+    try:
+        events = [
+            {"type": "Email Bounce", "timestamp": "2026-11-20T10:00:00Z", "email": "user1@example.com",
+             "bounceType": "hard", "campaignId": "42"},
+            {"type": "Email Bounce", "timestamp": "2026-11-20T10:00:00Z", "email": "user2@example.com",
+             "bounceType": "soft", "campaignId": "42"},
+            {"type": "Email Complaint", "timestamp": "2026-11-20T11:00:00Z", "email": "USER3@example.com "},
+            {"type": "Email Open", "timestamp": "2026-11-20T11:00:00Z", "email": "user4@example.com"},
+            {"type": "Email Fax", "timestamp": "2026-11-20T11:00:00Z"},
+        ]  # fmt: skip
+        r = relay.post("/v1/engagements", events)
+        assert r.status_code == 202 and r.json()["accepted"] == 4, r.text
+        assert [x["index"] for x in r.json()["rejected"]] == [4]
+        assert relay.post("/v1/engagements", events[:4]).json()["accepted"] == 4  # posted twice: stored once
+        assert relay.post("/v1/segments/WelcomeFlow/profiles", profiles(6)).status_code == 202
+        relay.post("/v1/flush?segment=WelcomeFlow")
+        relay.wait_until(lambda: relay.status()["WelcomeFlow"]["queued"] == 0)
+        relay.wait_until(lambda: world["sb"].snapshot()["profiles"] == 4)
+    finally:
+        assert relay.stop() == 0
+    sent = {c["customerId"] for c in recorded(world["rec"])}
+    assert sent == {sha(f"user{i}@example.com") for i in (0, 2, 4, 5)}  # 1 bounced hard, 3 complained
+    db = sqlite3.connect(world["state"] / "journal.sqlite3")
+    stored = db.execute("SELECT metric, email_sha256, source FROM engagements ORDER BY metric, email_sha256").fetchall()
+    run = db.execute("SELECT rows_read, rows_suppressed FROM runs WHERE command = 'relay'").fetchone()
+    db.close()
+    assert len(stored) == 4 and {s[2] for s in stored} == {"relay"}
+    assert (sha("user3@example.com") in {s[1] for s in stored}) and run == (6, 2)
+    blob = b"".join(p.read_bytes() for p in world["state"].rglob("*") if p.is_file())
+    assert b"example.com" not in blob
