@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .. import __version__
 from ..errors import CanopyError, ExitCode, OutputError, scrub
@@ -206,6 +206,7 @@ class ProgressView:
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
+                BarColumn(),
                 TimeElapsedColumn(),
                 console=stderr_console(),
                 transient=True,
@@ -215,12 +216,15 @@ class ProgressView:
         return self
 
     def __call__(self, report: Report) -> None:
+        self.update(
+            f"{self.label}: {report.rows_read:,} rows read, {len(report.batches):,} batches done, "
+            f"{report.profiles_delivered:,} profiles delivered"
+        )
+
+    def update(self, description: str, completed: int | None = None, total: int | None = None) -> None:
+        """The line's text; with ``total``, a bar of ``completed`` out of it."""
         if self._progress is not None:
-            self._progress.update(
-                self._task,
-                description=f"{self.label}: {report.rows_read:,} rows read, {len(report.batches):,} batches done, "
-                f"{report.profiles_delivered:,} profiles delivered",
-            )
+            self._progress.update(self._task, description=description, completed=completed, total=total)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

@@ -61,6 +61,7 @@ class Response:
     payload: dict[str, Any]  # sent as JSON, unless ``body`` is given
     body: bytes | None = None  # sent as it is, with ``content_type``
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # this answer's own headers (Retry-After, ...)
 
     @classmethod
     def raw(cls, status: int, body: bytes, content_type: str) -> Response:
@@ -314,6 +315,8 @@ def _handler_for(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", answer.content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (server.headers() if server.headers is not None else {}).items():
+                self.send_header(name, value)
+            for name, value in answer.headers:
                 self.send_header(name, value)
             try:
                 self.end_headers()

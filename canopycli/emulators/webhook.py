@@ -11,7 +11,9 @@ and responses slower than the client's timeout.
 Control endpoints (no token): ``GET /_sandbox/stats``, ``POST /_sandbox/next-day``.
 
 The SOAP emulator (``soap.SoapSandbox``) is mounted on the same server, with the same token: the
-``soap`` attribute, at ``soap_url``.
+``soap`` attribute, at ``soap_url``. So is the Analytics Events API (``analytics.AnalyticsSandbox``,
+the ``analytics`` attribute, with its own client id and secret), which generates engagement
+events for the profiles this receiver accepted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +32,7 @@ import orjson
 
 from ..config import MAX_BATCH, MAX_BODY_BYTES
 from ..errors import UsageError
+from .analytics import AnalyticsSandbox
 from .server import Faults, LoopbackServer, Request, Response, require_loopback
 from .soap import DEFAULT_CAMPAIGNS, SoapSandbox
 from .soap_xml import AUTH_FAILED
@@ -147,6 +151,7 @@ class Sandbox:
         max_requests: int | None = None,
         campaigns: str | Iterable[str] = DEFAULT_CAMPAIGNS,
         soap_auth_fault_code: int = AUTH_FAILED,
+        client_secret: str | None = None,
     ) -> None:
         require_loopback(host, "sandbox")
         if not token:
@@ -184,6 +189,7 @@ class Sandbox:
         server.api("POST", RECEIVER_PATH, self._receive, check=self._check, admit=self._admit, prefix=True)
         server.route("POST", "", lambda _: Response(400, {"error": "unsupported API call"}), prefix=True)
         self.soap = SoapSandbox(server, token, campaigns, auth_fault_code=soap_auth_fault_code)
+        self.analytics = AnalyticsSandbox(server, client_secret or f"sandbox-{secrets.token_urlsafe(18)}")
 
     @property
     def port(self) -> int:
@@ -291,6 +297,8 @@ class Sandbox:
             if self.record_path is not None:
                 with open(self.record_path, "ab") as fh:
                     fh.write(body.replace(b"\n", b" ") + b"\n")
+        customers = ((c.customerId, c.r42Status) for campaign in parsed.campaigns for c in campaign.customers)
+        self.analytics.note(parsed.customerType, customers)
         return 200, {"status": "ok", "uuid": uuid, "profiles": profiles}
 
     def _next_day(self, _: Request) -> Response:
