@@ -63,7 +63,8 @@ def _shown(field: str, value: object) -> str:
 
 
 class ExportFile:
-    """Where ``state export`` writes, checked and opened before anything else is done.
+    """Where ``state export`` (or ``engagements export``) writes, checked and opened before
+    anything else is done.
 
     A file is written beside its name (owner-only, like the journal: it holds the hashed ids) and
     renamed into place once complete, so a failed export leaves an earlier one as it was; a
@@ -71,7 +72,7 @@ class ExportFile:
     a name ending in ``.gz`` is gzip.
     """
 
-    def __init__(self, name: str, stdout: BinaryIO) -> None:
+    def __init__(self, name: str, stdout: BinaryIO, command: str = "state export") -> None:
         self.name = name
         self.stream = name == "-"  # stdout, a device, a FIFO: messages then go to stderr
         self._tmp: Path | None = None
@@ -80,7 +81,7 @@ class ExportFile:
             self._raw = stdout
         else:
             path = Path(name)
-            check_file(path, "state export")
+            check_file(path, command)
             try:
                 if path.is_symlink() or (path.exists() and not path.is_file()):  # /dev/stdout, a FIFO, a link
                     self.stream = True  # /dev/stdout may lead to the very file stdout is redirected to

@@ -169,7 +169,7 @@ def _campaign_cache(db: sqlite3.Connection) -> None:
 
 ENGAGEMENTS = """
 CREATE TABLE engagements (      -- engagement events pulled from the Analytics Events API or posted to the relay
-    uuid TEXT PRIMARY KEY,      -- the event's own id: pulling twice stores once
+    uuid TEXT NOT NULL UNIQUE,  -- the event's own id: pulling twice stores once
     metric TEXT NOT NULL,       -- sends | opens | clicks | bounces | complaints (the API's names)
     at TEXT NOT NULL,           -- when it happened, UTC ISO 8601
     day TEXT NOT NULL,          -- its UTC day, YYYY-MM-DD
@@ -184,12 +184,24 @@ CREATE TABLE engagements (      -- engagement events pulled from the Analytics E
     bounce_category TEXT,
     email_sha256 TEXT,          -- the address, trimmed, lowercased, SHA-256'd: never the address
     external_id TEXT,           -- the customer id (customer_id segments)
-    source TEXT NOT NULL        -- api | relay
+    source TEXT NOT NULL,       -- api | relay
+    profile INTEGER             -- 60 bits of the profile's identifier (email_sha256, else external_id): unique counts
+);
+-- The report reads only these indexes (each covers its queries): by metric, by day, clicks by link,
+-- bounces by category. Suppression looks identifiers up among bounces and complaints only.
+CREATE INDEX engagements_metric ON engagements (metric, day, campaign_id, profile);
+CREATE INDEX engagements_day ON engagements (day, metric, campaign_id, profile);
+CREATE INDEX engagements_clicks ON engagements (link, day, campaign_id, profile) WHERE metric = 'clicks';
+CREATE INDEX engagements_bounces ON engagements (day, campaign_id, bounce_category, bounce_type)
+    WHERE metric = 'bounces';
+CREATE INDEX engagements_email ON engagements (email_sha256)
+    WHERE metric IN ('bounces', 'complaints') AND email_sha256 IS NOT NULL;
+CREATE INDEX engagements_external ON engagements (external_id)
+    WHERE metric IN ('bounces', 'complaints') AND external_id IS NOT NULL;
+CREATE TABLE engagement_campaigns (  -- each campaign id's latest name: --campaign NAME, the report's names
+    campaign_id TEXT PRIMARY KEY,
+    campaign_name TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX engagements_day ON engagements (metric, day);
-CREATE INDEX engagements_campaign ON engagements (campaign_id, metric);
-CREATE INDEX engagements_email ON engagements (email_sha256, metric) WHERE email_sha256 IS NOT NULL;
-CREATE INDEX engagements_external ON engagements (external_id, metric) WHERE external_id IS NOT NULL;
 """
 
 
