@@ -157,3 +157,27 @@ def test_no_secret_token_or_address_in_output_or_the_state_folder(world: dict[st
         assert secret not in text and secret.encode() not in blob
     assert not grep_token(text, blob)
     assert sha("someone.real@example.com") in {row[2] for row in stored(world)}
+
+
+def test_the_report_s_figures_match_the_api_s_events_exactly(world: dict[str, Any]) -> None:
+    sb = world["sb"]
+    assert cli(world, "push", str(world["src"])).returncode == 0
+    assert cli(world, "engagements", "pull").returncode == 0
+    served = sb.analytics.events()
+    metrics = ("sends", "opens", "clicks", "bounces", "complaints")
+    expected: dict[str, dict[str, Any]] = {}
+    for e in served:
+        row = expected.setdefault(e["campaign_id"], {m: 0 for m in metrics} | {"who": set()})
+        row[e["metric"]] += 1
+        row["who"].add(e["customer_email_address"])
+    p = run_cli("engagements", "report", "--by", "campaign", "--json")
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert {r["key"]: tuple(r[m] for m in metrics) + (r["unique_profiles"],) for r in got["rows"]} == {
+        cid: tuple(row[m] for m in metrics) + (len(row["who"]),) for cid, row in expected.items()
+    }
+    assert got["totals"]["unique_profiles"] == 400 and got["totals"]["sends"] == 400
+    some = next(r for r in got["rows"] if r["sends"])
+    assert some["open_rate"] == round(some["opens"] / some["sends"], 4)
+    p = run_cli("engagements", "report")  # the table and the chart, for people
+    assert p.returncode == 0 and "unique profiles" in p.stdout and "█" in p.stdout

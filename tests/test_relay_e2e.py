@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from canopycli.emulators.webhook import Sandbox
 
-from .conftest import TOKEN
+from .conftest import TOKEN, run_cli
 from .relay_harness import RELAY_TOKEN, Relay, profiles, recorded, relay_config
 
 pytestmark = pytest.mark.timeout(120)
@@ -244,3 +244,8 @@ def test_engagements_posted_to_the_relay_are_stored_and_hold_back_a_suppressing_
     assert (sha("user3@example.com") in {s[1] for s in stored}) and run == (6, 2)
     blob = b"".join(p.read_bytes() for p in world["state"].rglob("*") if p.is_file())
     assert b"example.com" not in blob
+    p = run_cli("engagements", "report", "--since", "2026-11-01", "--until", "2026-11-30", "--json",
+                "--state-dir", str(world["state"]))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    totals = json.loads(p.stdout)["totals"]
+    assert (totals["opens"], totals["bounces"], totals["complaints"], totals["unique_profiles"]) == (1, 2, 1, 4)
