@@ -181,3 +181,16 @@ def test_the_report_s_figures_match_the_api_s_events_exactly(world: dict[str, An
     assert some["open_rate"] == round(some["opens"] / some["sends"], 4)
     p = run_cli("engagements", "report")  # the table and the chart, for people
     assert p.returncode == 0 and "unique profiles" in p.stdout and "█" in p.stdout
+
+
+def test_demo_engagements_shows_the_whole_loop(tmp_path: Path) -> None:
+    p = run_cli("demo", "--engagements", "--report-json", str(tmp_path / "r.json"))
+    assert p.returncode == 0, p.stderr
+    r = report(tmp_path / "r.json")
+    assert r["rows_suppressed"] > 0
+    assert r["rows_read"] == (r["rows_rejected"] + r["rows_duplicate"] + r["rows_suppressed"]
+                              + r["profiles_delivered"])  # fmt: skip
+    assert "open rate" in p.stdout and f"Second push: {r['rows_suppressed']} profiles held back" in p.stdout
+    assert "demo 4/4" in p.stderr
+    p = run_cli("demo", "--engagements", "--soap")
+    assert p.returncode == 2 and "pick one" in p.stderr

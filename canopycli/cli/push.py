@@ -198,6 +198,12 @@ def _hints(report: Report, rejects: Path | None, where: str | None = None) -> No
         more = bad - len(report.reject_samples)
         where = where or (f"all of them are in {rejects}" if rejects else "write them all with --rejects rejects.csv")
         say(f"{bad:,} row(s) not sent as rejected or duplicate{f' ({more:,} more)' if more > 0 else ''}; {where}.")
+    if report.rows_suppressed:
+        why = f"the reasons are in {rejects}" if rejects else "--rejects FILE lists them with the reason"
+        say(
+            f"{report.rows_suppressed:,} row(s) held back by the segment's suppress: (a hard bounce or a complaint);"
+            f" {why}; --no-suppress sends them this once."
+        )
     code = report.exit_code
     waiting = report.profiles_failed + report.profiles_not_sent - report.superseded
     waiting += report.removals_failed + report.removals_not_sent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -13,14 +14,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
-from ..config import Config, Connector, Param, Segment, resolve
+from ..config import Config, Connector, EngagementSettings, Param, Segment, resolve
 from ..emulators.soap import DEFAULT_CAMPAIGNS
 from ..emulators.soap_xml import AUTH_FAILED
 from ..emulators.webhook import Sandbox
+from ..engagements.pull import pull
+from ..engagements.report import by_day, report
 from ..errors import UsageError
 from ..pipeline.run import PushOptions, run_push
-from .core import ProgressView, app, handle_errors, say
+from ..store import Store
+from .core import ProgressView, app, emit, handle_errors, say
+from .engagements import render_engagements
 from .options import QuietOpt, ReportOpt
 from .push import check_outputs, finish
 
@@ -129,14 +135,22 @@ def demo(
         bool,
         typer.Option("--soap", help="Real time instead: push sample profiles over SOAP to the emulator's campaign."),
     ] = False,
+    engagements: Annotated[
+        bool,
+        typer.Option(
+            "--engagements", help="The loop: push, pull what came back, report it, push again holding back the bounced."
+        ),
+    ] = False,
 ) -> None:
     """Push the packaged sample segment to a built-in sandbox: no config, no credentials."""
     check_outputs(report_json)
     workdir = Path(tempfile.mkdtemp(prefix="canopycli-demo-"))
     try:
-        if relay and soap:
-            raise UsageError("--relay and --soap are two demos: pick one")
-        if relay:
+        if relay + soap + engagements > 1:
+            raise UsageError("--relay, --soap and --engagements are separate demos: pick one")
+        if engagements:
+            _demo_engagements(workdir, quiet, report_json)
+        elif relay:
             from .relay import demo_relay
 
             demo_relay(workdir, quiet)
@@ -175,10 +189,10 @@ def _demo(workdir: Path, quiet: bool, report_json: Path | None, keep: bool) -> N
     finish(report, report_json, quiet, rejects if keep else None, after, None if keep else "--keep keeps them all")
 
 
-def demo_config(endpoint: str, token: str) -> Config:
+def demo_config(endpoint: str, token: str, suppress: list[str] | None = None) -> Config:
     """The demo's config, in memory: one sandbox connector and the sample's segment."""
     connector = Connector(endpoint=endpoint, token=token, identifier="hashed_email")  # type: ignore[arg-type]
-    segment = Segment(connector="sandbox", id_column="email", params=DEMO_PARAMS)
+    segment = Segment(connector="sandbox", id_column="email", params=DEMO_PARAMS, suppress=suppress or [])  # type: ignore[arg-type]
     return Config(connectors={"sandbox": connector}, segments={"WelcomeFlow": segment})
 
 
@@ -209,3 +223,46 @@ def _demo_soap(workdir: Path, quiet: bool, report_json: Path | None) -> None:
         f"The campaign 'Password reset' now has {len(reset['members'])} members.",
     )
     finish(report, report_json, quiet, None, after, None)
+
+
+def _demo_engagements(workdir: Path, quiet: bool, report_json: Path | None) -> None:
+    """The whole loop on the sandbox: push the sample, pull the engagements the emulator made of
+    it, report them, and push again with suppress: [bounce, complaint]."""
+    token = secrets.token_urlsafe(24)
+    state = workdir / "state"
+    with Sandbox(token, port=0) as sb:
+        config = demo_config(sb.endpoint, token, suppress=["bounce", "complaint"])
+        settings = EngagementSettings(
+            client_id=sb.analytics.client_id,
+            client_secret=SecretStr(sb.analytics.client_secret),
+            token_url=sb.analytics.token_url,
+            api_url=sb.analytics.api_url,
+        )
+        resolved = resolve(config, "WelcomeFlow", "(demo)")
+        sample = resources.files("canopycli") / "data" / "sample_segment.csv"
+        with resources.as_file(sample) as sample_path:
+            if not quiet:
+                say(f"demo 1/4: pushing {sample_path.name} to the sandbox (nothing is held back yet)")
+            first = run_push(resolved, PushOptions(str(sample_path), state_dir=state))
+            if not quiet:
+                say(
+                    f"demo 2/4: pulling what came back from the sandbox's Analytics Events API at {sb.analytics.api_url}"
+                )
+            today = dt.datetime.now(dt.UTC).date()
+            with Store(state) as store:
+                pulled = pull(settings, store)
+                figures = report(store, since=today, until=today, by="campaign")
+                days = by_day(store, since=today, until=today)
+            if not quiet:
+                say("demo 3/4: the report (canopycli engagements report --by campaign):")
+            emit(lambda out: render_engagements(figures, days, None, out))
+            if not quiet:
+                say("demo 4/4: pushing the sample again, with suppress: [bounce, complaint] on the segment")
+            second = run_push(resolved, PushOptions(str(sample_path), state_dir=state))
+    after = (
+        f"First push: {first.profiles_delivered:,} profiles delivered. Pulled {pulled.received:,} engagement events"
+        f" ({figures['totals']['bounces']:,} bounces, {figures['totals']['complaints']:,} complaints).",
+        f"Second push: {second.rows_suppressed:,} profiles held back (hard bounces and complaints), "
+        f"{second.profiles_delivered:,} delivered; --no-suppress would send them anyway.",
+    )
+    finish(second, report_json, quiet, None, after, "the sample has them on purpose")
