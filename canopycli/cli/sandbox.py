@@ -61,9 +61,14 @@ def sandbox(
     soap_auth_fault_code: Annotated[
         int, typer.Option(help="Fault code the SOAP emulator answers a wrong token (uuid) with.")
     ] = AUTH_FAILED,
+    client_secret: Annotated[
+        str | None,
+        typer.Option(help="The Analytics Events API's client secret. Default: $DT_CLIENT_SECRET, else a new one."),
+    ] = None,
 ) -> None:
-    """Run local emulators of the Deployteq webhook receiver and SOAP API on 127.0.0.1."""
+    """Run local emulators of the Deployteq webhook receiver, SOAP API and Analytics Events API on 127.0.0.1."""
     tok = token or os.environ.get("CANOPY_TOKEN") or secrets.token_urlsafe(24)
+    secret = client_secret or os.environ.get("DT_CLIENT_SECRET") or f"sandbox-{secrets.token_urlsafe(18)}"
     sb = Sandbox(
         tok,
         port=port,
@@ -80,12 +85,22 @@ def sandbox(
         max_requests=max_requests,
         campaigns=campaigns,
         soap_auth_fault_code=soap_auth_fault_code,
+        client_secret=secret,
     )
     typer.echo(f"endpoint: {sb.endpoint}")
     typer.echo(f"soap: {sb.soap_url}  (WSDL: ?wsdl; campaigns: {_campaign_list(sb)})")
+    typer.echo(
+        f"engagements: token_url {sb.analytics.token_url}  api_url {sb.analytics.api_url}  client_id {sb.analytics.client_id}"
+    )
     if not (token or os.environ.get("CANOPY_TOKEN")):
         typer.echo(f"token: {tok}  (sandbox only; export CANOPY_TOKEN={tok} and use token: ${{CANOPY_TOKEN}})")
-    typer.echo(f"stats: {sb.base_url}/_sandbox/stats  soap state: {sb.base_url}/_sandbox/soap", err=True)
+    if not (client_secret or os.environ.get("DT_CLIENT_SECRET")):
+        typer.echo(f"client_secret: {secret}  (sandbox only; export DT_CLIENT_SECRET={secret})")
+    typer.echo(
+        f"stats: {sb.base_url}/_sandbox/stats  soap state: {sb.base_url}/_sandbox/soap"
+        f"  engagements: {sb.base_url}/_sandbox/analytics",
+        err=True,
+    )
     sys.stdout.flush()
     sb.start()
     try:

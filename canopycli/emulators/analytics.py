@@ -22,7 +22,7 @@ be added as they are (tests), or ``synthetic`` ones computed from their index (t
 
 Control (no auth): ``GET /_sandbox/analytics`` (every event it would serve, for tests to compare
 with), ``POST /_sandbox/analytics`` with any of ``{"events": [...], "synthetic": N,
-"synthetic_day": "YYYY-MM-DD", "fail_429": N, "retry_after": S, "fail_500": N, "bad_page": N,
+"synthetic_day": "YYYY-MM-DD", "synthetic_days": D, "fail_429": N, "retry_after": S, "fail_500": N, "bad_page": N,
 "foreign_next": N, "token_lifetime": S, "reset": true}``.
 """
 
@@ -81,7 +81,8 @@ class AnalyticsSandbox:
             self.received: dict[str, tuple[str, str]] = {}  # customerId -> (customerType, day)
             self.added: list[dict[str, Any]] = []
             self.synthetic = 0
-            self.synthetic_day = dt.datetime.now(dt.UTC).date().isoformat()
+            self.synthetic_day = dt.datetime.now(dt.UTC).date().isoformat()  # the newest synthetic day
+            self.synthetic_days = 1  # spread over this many days back from it, in equal blocks
             self.tokens: dict[str, float] = {}  # access token -> when it expires (monotonic)
             self.token_lifetime = 3600.0
             self.fail_429 = self.fail_500 = self.bad_page = self.foreign_next = 0
@@ -130,24 +131,28 @@ class AnalyticsSandbox:
             if (metric is None or e.get("metric") == metric)
             and since <= str(e.get("metric_timestamp", ""))[:10] <= until
         ]
-        n = 0
-        if self.synthetic and since <= self.synthetic_day <= until:
-            n = (
-                self.synthetic
-                if metric is None
-                else len(range(METRICS.index(metric), self.synthetic, 5))
-                if metric in METRICS
-                else 0
-            )
-        return kept, n
+        return kept, len(self._synthetic_indexes(metric, since, until))
 
-    def _synthetic(self, metric: str | None, start: int, stop: int) -> list[dict[str, Any]]:
+    def _synthetic_indexes(self, metric: str | None, since: str, until: str) -> range:
+        """The synthetic events in the range: event ``i`` is on the day ``i // block`` days before
+        ``synthetic_day`` (newest first), its metric ``METRICS[i % 5]``."""
+        if not self.synthetic or (metric is not None and metric not in METRICS):
+            return range(0)
+        newest = dt.date.fromisoformat(self.synthetic_day)
+        block = -(-self.synthetic // self.synthetic_days)
+        first = max((newest - dt.date.fromisoformat(until)).days, 0)  # days back, inclusive
+        last = (newest - dt.date.fromisoformat(since)).days
+        if last < first or last < 0:
+            return range(0)
+        lo, hi = first * block, min((last + 1) * block, self.synthetic)
         if metric is None:
-            indexes: Iterable[int] = range(start, stop)
-        else:
-            first = METRICS.index(metric)
-            indexes = range(first + 5 * start, first + 5 * stop, 5)
-        return [synthetic_event(i, self.synthetic_day) for i in indexes]
+            return range(lo, hi)
+        return range(lo + (METRICS.index(metric) - lo) % 5, hi, 5)
+
+    def _synthetic_event(self, i: int) -> dict[str, Any]:
+        block = -(-self.synthetic // self.synthetic_days)
+        day = dt.date.fromisoformat(self.synthetic_day) - dt.timedelta(days=i // block)
+        return synthetic_event(i, day.isoformat())
 
     # -- endpoints ------------------------------------------------------------------------------
 
@@ -211,7 +216,8 @@ class AnalyticsSandbox:
         data = kept[offset : offset + limit]
         if len(data) < limit and offset + len(data) >= len(kept):
             start = max(offset - len(kept), 0)
-            data += self._synthetic(metric, start, min(start + limit - len(data), synthetic))
+            indexes = self._synthetic_indexes(metric, since, until)[start : start + limit - len(data)]
+            data += [self._synthetic_event(i) for i in indexes]
         following = None
         if offset + limit < total:
             params = {**{k: v[0] for k, v in q.items()}, "offset": str(offset + limit), "limit": str(limit)}
@@ -236,9 +242,19 @@ class AnalyticsSandbox:
             if data.get("reset"):
                 self.reset()
             with self._lock:
-                for key in ("fail_429", "fail_500", "bad_page", "foreign_next", "retry_after", "synthetic"):
+                for key in (
+                    "fail_429",
+                    "fail_500",
+                    "bad_page",
+                    "foreign_next",
+                    "retry_after",
+                    "synthetic",
+                    "synthetic_days",
+                ):
                     if key in data:
                         setattr(self, key, int(data[key]))
+                if self.synthetic < 0 or self.synthetic_days < 1:
+                    raise ValueError("synthetic must be 0 or more, synthetic_days 1 or more")
                 if "token_lifetime" in data:
                     self.token_lifetime = float(data["token_lifetime"])
                 if "synthetic_day" in data:
