@@ -1,10 +1,10 @@
 """What came back, in figures: the report's queries and its JSON, and the export's rows.
 
 A report covers UTC days ``since`` to ``until`` (both inclusive), optionally one campaign (by id
-or name), grouped ``by`` type, campaign, day or link. Every figure is one SQL pass with
-conditional aggregation over an index that holds every column the query reads (see
-``store.schema.ENGAGEMENTS``: by metric, by day, clicks by link, bounces by category), so SQLite
-never reads the table's rows for them; unique profiles are counted on a 60-bit integer key.
+or name), grouped ``by`` type, campaign, day or link. Each figure comes from a pass over an index
+that holds every column the query reads (see ``store.schema.ENGAGEMENTS``: by metric, by day,
+clicks by link, bounces by category), so SQLite never reads the table's rows for them; counts per
+metric and unique profiles (on a 60-bit integer key) are separate passes, the second once per group.
 
 A profile is its ``email_sha256``, else its ``external_id``; events with neither count in the
 figures but not in ``unique_profiles``.
@@ -23,7 +23,6 @@ from ..store.engagements import METRICS, Event
 
 BY = ("type", "campaign", "day", "link")
 TOP_LINKS = 50
-COUNTS = ", ".join(f"SUM(metric = '{m}')" for m in METRICS) + ", COUNT(DISTINCT profile)"
 ALL_METRICS = "metric IN (" + ", ".join(f"'{m}'" for m in METRICS) + ")"  # walks the metric index in order
 KEYS = (*METRICS, "unique_profiles")
 
@@ -38,24 +37,22 @@ def report(
         raise UsageError(f"--since {since} is after --until {until}")
     where, params = _where(store, since, until, campaign)
     db = store.db
-    totals = _counts(
-        db.execute(f"SELECT {COUNTS} FROM engagements INDEXED BY engagements_day WHERE {where}", params).fetchone()
-    )
+    per_metric = f"{ALL_METRICS} AND {where}"
+    totals = _grouped(
+        db, None, "engagements_metric", per_metric, params, distinct_index="engagements_day", where_distinct=where
+    )[None]
     rows: list[dict[str, Any]]
     if by == "type":
-        sql = f"SELECT metric, {COUNTS} FROM engagements INDEXED BY engagements_metric WHERE {ALL_METRICS} AND {where} GROUP BY metric"
-        found = {m: rest for m, *rest in db.execute(sql, params)}
-        rows = [{"key": m, **_counts(found.get(m, [0] * 6))} for m in METRICS]
+        found = _grouped(db, "metric", "engagements_metric", per_metric, params)
+        rows = [{"key": m, **found.get(m, _zero())} for m in METRICS]
     elif by == "day":
-        sql = f"SELECT day, {COUNTS} FROM engagements INDEXED BY engagements_day WHERE {where} GROUP BY day"
-        found = {d: rest for d, *rest in db.execute(sql, params)}
-        rows = [{"key": d, **_counts(found.get(d, [0] * 6))} for d in _days(since, until)]
+        found = _grouped(db, "day", "engagements_day", where, params)
+        rows = [{"key": d, **found.get(d, _zero())} for d in _days(since, until)]
     elif by == "campaign":
         rows = []
-        sql = f"SELECT campaign_id, {COUNTS} FROM engagements INDEXED BY engagements_day WHERE {where} GROUP BY campaign_id"
         names = store.engagements.campaigns()
-        for cid, *rest in sorted(db.execute(sql, params), key=lambda r: (-(r[1] or 0), str(r[0]))):
-            counts = _counts(rest)
+        found = _grouped(db, "campaign_id", "engagements_campaign", where, params)
+        for cid, counts in sorted(found.items(), key=lambda kv: (-kv[1]["sends"], str(kv[0]))):
             sends = counts["sends"]
             rates = {
                 "open_rate": round(counts["opens"] / sends, 4) if sends else None,
@@ -64,11 +61,11 @@ def report(
             rows.append({"key": cid, "campaign_name": names.get(cid), **counts, **rates})
     else:
         sql = (
-            f"SELECT link, {COUNTS} FROM engagements INDEXED BY engagements_clicks WHERE metric = 'clicks' AND {where}"
-            f" GROUP BY link ORDER BY COUNT(*) DESC, link LIMIT {TOP_LINKS}"
+            "SELECT link, COUNT(*), COUNT(DISTINCT profile) FROM engagements INDEXED BY engagements_clicks"
+            f" WHERE metric = 'clicks' AND {where} GROUP BY link ORDER BY COUNT(*) DESC, link LIMIT {TOP_LINKS}"
         )
-        rows = [{"key": link, "link_description": _description(store, link), **_counts(rest)}
-                for link, *rest in db.execute(sql, params)]  # fmt: skip
+        rows = [{"key": link, "link_description": _description(store, link), **_zero(), "clicks": n, "unique_profiles": u}
+                for link, n, u in db.execute(sql, params)]  # fmt: skip
     bounces = db.execute(
         "SELECT COALESCE(bounce_category, ''), COALESCE(lower(bounce_type), ''), COUNT(*) FROM engagements"
         f" INDEXED BY engagements_bounces WHERE metric = 'bounces' AND {where} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
@@ -161,8 +158,37 @@ def _description(store: Store, link: str | None) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _counts(values: Any) -> dict[str, int]:
-    return {k: int(v or 0) for k, v in zip(KEYS, values, strict=True)}
+def _grouped(
+    db: Any,
+    key: str | None,
+    index: str,
+    where: str,
+    params: list[str],
+    *,
+    distinct_index: str | None = None,
+    where_distinct: str | None = None,
+) -> dict[Any, dict[str, int]]:
+    """Per value of ``key`` (None: one group): each metric's count and the unique profiles, in
+    two passes over a covering index (a count per metric is cheap; the distinct count is not, so
+    it is taken once per group, not once per metric)."""
+    group = f"{key}, " if key else ""
+    out: dict[Any, dict[str, int]] = {} if key else {None: _zero()}
+    sql = f"SELECT {group}metric, COUNT(*) FROM engagements INDEXED BY {index} WHERE {where} GROUP BY {group}metric"
+    for *k, metric, n in db.execute(sql, params):
+        if metric in METRICS:
+            out.setdefault(k[0] if key else None, _zero())[metric] = n
+    sql = (
+        f"SELECT {group}COUNT(DISTINCT profile) FROM engagements INDEXED BY {distinct_index or index}"
+        f" WHERE {where_distinct or where}" + (f" GROUP BY {key}" if key else "")
+    )
+    for *k, n in db.execute(sql, params):
+        if n:
+            out.setdefault(k[0] if key else None, _zero())["unique_profiles"] = n
+    return out
+
+
+def _zero() -> dict[str, int]:
+    return dict.fromkeys(KEYS, 0)
 
 
 def _days(since: dt.date, until: dt.date) -> list[str]:

@@ -187,16 +187,18 @@ CREATE TABLE engagements (      -- engagement events pulled from the Analytics E
     source TEXT NOT NULL,       -- api | relay
     profile INTEGER             -- 60 bits of the profile's identifier (email_sha256, else external_id): unique counts
 );
--- The report reads only these indexes (each covers its queries): by metric, by day, clicks by link,
--- bounces by category. Suppression looks identifiers up among bounces and complaints only.
+-- The report reads only these indexes (each covers its queries): by metric, by day, by campaign,
+-- clicks by link, bounces by category. Suppression reads identifiers among bounces and complaints
+-- only, from indexes that hold what it needs (metric, day, bounce_type).
 CREATE INDEX engagements_metric ON engagements (metric, day, campaign_id, profile);
 CREATE INDEX engagements_day ON engagements (day, metric, campaign_id, profile);
+CREATE INDEX engagements_campaign ON engagements (campaign_id, metric, day, profile);
 CREATE INDEX engagements_clicks ON engagements (link, day, campaign_id, profile) WHERE metric = 'clicks';
 CREATE INDEX engagements_bounces ON engagements (day, campaign_id, bounce_category, bounce_type)
     WHERE metric = 'bounces';
-CREATE INDEX engagements_email ON engagements (email_sha256)
+CREATE INDEX engagements_email ON engagements (email_sha256, metric, day, bounce_type)
     WHERE metric IN ('bounces', 'complaints') AND email_sha256 IS NOT NULL;
-CREATE INDEX engagements_external ON engagements (external_id)
+CREATE INDEX engagements_external ON engagements (external_id, metric, day, bounce_type)
     WHERE metric IN ('bounces', 'complaints') AND external_id IS NOT NULL;
 CREATE TABLE engagement_campaigns (  -- each campaign id's latest name: --campaign NAME, the report's names
     campaign_id TEXT PRIMARY KEY,
