@@ -121,7 +121,7 @@ class DiffStage:
         self.connector, self.segment_key = connector, segment_key
         self.scope = scope_of(connector, segment_key)
         self._snapshot: Snapshot | None = None
-        self.holding = held.reasons if held is not None else {}
+        self.holding = held
         report.profiles_unchanged = 0
 
     @property
@@ -202,7 +202,7 @@ class DiffStage:
                 if got.customer_id is not None:  # a member with a bad cell: hold it, do not remove it
                     self._held.append((got.customer_id,))
                 continue
-            why = self.holding.get(got.customer_id) if self.holding else None
+            why = self.holding.why(got.customer_id) if self.holding is not None else None
             if why is not None:  # held back by an engagement: neither sent nor removed
                 self.report.rows_suppressed += 1
                 if self.rejects is not None:

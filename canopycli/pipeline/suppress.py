@@ -16,6 +16,7 @@ import orjson
 from ..config import Resolved
 from ..model import Profile
 from ..store import Store
+from ..store.engagements import reason
 
 
 def id_column(identifier: str) -> str:
@@ -25,10 +26,15 @@ def id_column(identifier: str) -> str:
 
 
 class Held:
-    """The identifiers a segment's ``suppress:`` holds back, with why."""
+    """The identifiers a segment's ``suppress:`` holds back -> (metric, first day); ``why()``
+    words the reason, only for a row that is held."""
 
-    def __init__(self, reasons: dict[str, str]) -> None:
-        self.reasons = reasons
+    def __init__(self, held: dict[str, tuple[str, str]]) -> None:
+        self.held = held
+
+    def why(self, customer_id: str) -> str | None:
+        hit = self.held.get(customer_id)
+        return None if hit is None else reason(*hit)
 
     @classmethod
     def load(cls, store: Store, resolved: Resolved) -> Held | None:
@@ -38,14 +44,14 @@ class Held:
         return cls(store.engagements.suppressed_all(id_column(resolved.connector.identifier), types))
 
     def filter(self, profiles: Iterator[Profile], on_held: Callable[[Profile, str], None]) -> Iterator[Profile]:
-        reasons = self.reasons
-        if not reasons:
+        held = self.held
+        if not held:
             yield from profiles
             return
         for p in profiles:
-            why = reasons.get(p.customer_id)
-            if why is not None and _status(p) != "REMOVED":
-                on_held(p, why)
+            hit = held.get(p.customer_id)
+            if hit is not None and _status(p) != "REMOVED":
+                on_held(p, reason(*hit))
                 continue
             yield p
 

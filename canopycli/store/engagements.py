@@ -53,6 +53,12 @@ SUPPRESSING = "metric IN ('bounces', 'complaints')"
 _BY = {"email_sha256": "engagements_email", "external_id": "engagements_external"}
 
 
+def reason(metric: str, day: str) -> str:
+    """Why a row is held back, as ``--rejects`` says it."""
+    what = "hard bounce" if metric == "bounces" else "complaint"
+    return f"suppressed: {what} on {day} (--no-suppress sends it anyway)"
+
+
 def profile_key(e: Event) -> int | None:
     """60 bits of the profile's identifier (``email_sha256``, else ``external_id``): what the
     report counts distinct. An integer, not the 64-character digest, keeps its index small and
@@ -130,26 +136,23 @@ class Engagements:
                 f" AND {where} GROUP BY {column}, metric"
             )
             for ident, metric, day in self.db.execute(sql, part):
-                what = "hard bounce" if metric == "bounces" else "complaint"
-                out.setdefault(ident, f"suppressed: {what} on {day} (--no-suppress sends it anyway)")
+                out.setdefault(ident, reason(metric, day))
         return out
 
     @guarded
-    def suppressed_all(self, column: str, types: Iterable[str]) -> dict[str, str]:
-        """Every identifier ``types`` hold back, with its reason (a run loads them once: one set
-        lookup a row, whatever the size of the input)."""
+    def suppressed_all(self, column: str, types: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """Every identifier ``types`` hold back -> (metric, the first such day); a profile that
+        bounced and complained is named by its bounce. A run loads them once: one set lookup a
+        row, whatever the size of the input; ``reason()`` words it for the rows held."""
         if column not in ("email_sha256", "external_id"):
             raise ValueError(column)
-        out: dict[str, str] = {}
         sql = (
             f"SELECT {column}, metric, MIN(day) FROM engagements INDEXED BY {_BY[column]}"
             f" WHERE {column} IS NOT NULL AND {_where(types)}"
             f" GROUP BY {column}, metric"
         )
-        for ident, metric, day in self.db.execute(sql):
-            what = "hard bounce" if metric == "bounces" else "complaint"
-            out.setdefault(ident, f"suppressed: {what} on {day} (--no-suppress sends it anyway)")
-        return out
+        rows = self.db.execute(sql).fetchall()  # by identifier, then metric: bounces before complaints
+        return {ident: (metric, day) for ident, metric, day in reversed(rows)}
 
     @guarded
     def held_back(self, column: str, types: Iterable[str]) -> tuple[int, str | None]:
