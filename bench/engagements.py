@@ -199,7 +199,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if args.check:
-        args.events, args.rows, args.repeats = 20_000, 20_000, 1
+        args.events, args.rows, args.repeats = 5_000, 5_000, 1
     with tempfile.TemporaryDirectory(prefix="canopycli-bench-eng-") as tmp:
         out = run(args.events, args.rows, Path(tmp), args.repeats)
     print(table(out))

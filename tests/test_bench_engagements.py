@@ -23,7 +23,7 @@ def test_engagements_bench_accounting(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["accounting"] == {"pull": True, "report": True, "suppression": True}
-    assert data["pull"]["received"] == data["pull"]["new"] == 20_000
+    assert data["pull"]["received"] == data["pull"]["new"] == 5_000
     assert set(data["report"]["by_s"]) == {"type", "campaign", "day", "link"}
-    assert data["suppression"]["rows_suppressed"] == data["suppression"]["expected_held"] == 1_000
-    assert "| pull 20,000 events" in p.stdout
+    assert data["suppression"]["rows_suppressed"] == data["suppression"]["expected_held"] == 250
+    assert "| pull 5,000 events" in p.stdout
