@@ -15,18 +15,23 @@ exception: it is in the report, as for the CLI.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .config import Config, Resolved, config_path, load_config, resolve, resolve_run
+from .engagements.pull import pull
+from .engagements.report import report
 from .errors import UsageError
 from .pipeline.report import Report
 from .pipeline.run import PushOptions, SyncOptions, run_push, run_retry
+from .store import Store
+from .store.locks import state_dir as state_dir_of
 
 PathLike = str | os.PathLike[str]
-_OPTIONS = {"format", "delimiter", "status", "out_dir", "rejects", "concurrency", "allow_partial", "wait"}
+_OPTIONS = {"format", "delimiter", "status", "out_dir", "rejects", "concurrency", "allow_partial", "wait", "suppress"}
 
 
 def _config(config: PathLike | Config) -> tuple[Config, str]:
@@ -73,7 +78,8 @@ def push(
     """``canopycli push``: validate, hash, batch and send a change file; the report of the run.
 
     ``options``: ``format``, ``delimiter``, ``status``, ``out_dir``, ``rejects``, ``concurrency``,
-    ``allow_partial``, ``wait`` (as the CLI's options of the same names)."""
+    ``allow_partial``, ``wait`` (as the CLI's options of the same names), ``suppress=False`` (as
+    ``--no-suppress``)."""
     cfg, shown = _config(config)
     resolved = resolve(cfg, segment, shown)
     return run_push(resolved, _options(source, dry_run, state_dir, options))
@@ -118,3 +124,36 @@ def retry(
     root = Path(state_dir) if state_dir is not None else None
     opts = PushOptions("-", concurrency=concurrency, allow_partial=allow_partial, wait=wait, state_dir=root)
     return run_retry(root, run_id, resolved_for, opts)
+
+
+def pull_engagements(
+    *,
+    config: PathLike | Config,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    metrics: list[str] | None = None,
+    state_dir: PathLike | None = None,
+) -> dict[str, Any]:
+    """``canopycli engagements pull``: fetch engagement events into the state folder; the figures
+    (``{"received", "new", "metrics": [...]}``, as ``--json`` prints them)."""
+    cfg, shown = _config(config)
+    if cfg.engagements is None:
+        raise UsageError(f"{shown} has no engagements: block", hint="See the README's Engagements section.")
+    with Store(state_dir_of(Path(state_dir) if state_dir is not None else None)) as store:
+        return pull(cfg.engagements, store, since=since, until=until, metrics=metrics).as_dict()
+
+
+def engagements_report(
+    *,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    campaign: str | None = None,
+    by: str = "type",
+    state_dir: PathLike | None = None,
+) -> dict[str, Any]:
+    """``canopycli engagements report --json``: the same dict (``until`` default today, ``since``
+    30 days before it, UTC)."""
+    last = until or dt.datetime.now(dt.UTC).date()
+    first = since or last - dt.timedelta(days=29)
+    with Store(state_dir_of(Path(state_dir) if state_dir is not None else None)) as store:
+        return report(store, since=first, until=last, campaign=campaign, by=by)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import canopycli
+from canopycli.config import EngagementSettings
 from canopycli.emulators.webhook import Sandbox
 from canopycli.errors import ExitCode, InputError, UsageError
 
@@ -104,3 +105,30 @@ def test_records_from_python(sandbox: Callable[..., Sandbox], tmp_path: Path) ->
     assert "not a dict (got list)" in rejected and "is not a valid email address" in rejected
     with pytest.raises(UsageError, match="iterable of dicts"):
         canopycli.push(42, config=cfg)  # type: ignore[arg-type]
+
+
+def test_the_engagement_loop_through_the_api(
+    sandbox: Callable[..., Sandbox], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    sb = sandbox()
+    cfg = canopycli.load_config(
+        write_config(tmp_path / "c.yaml", sb.endpoint, segment={"suppress": ["bounce", "complaint"]})
+    )
+    assert canopycli.push(write_csv(tmp_path / "s.csv", emails(300)), config=cfg).profiles_delivered == 300
+    with pytest.raises(UsageError, match="no engagements: block"):
+        canopycli.pull_engagements(config=cfg)
+    settings = {"client_id": sb.analytics.client_id, "client_secret": sb.analytics.client_secret,
+                "token_url": sb.analytics.token_url, "api_url": sb.analytics.api_url}  # fmt: skip
+    cfg = cfg.model_copy(update={"engagements": EngagementSettings(**settings)})
+    pulled = canopycli.pull_engagements(config=cfg)
+    assert pulled["new"] == len(sb.analytics.events())
+    figures = canopycli.engagements_report(by="campaign")
+    assert figures["totals"]["sends"] == 300 and figures["by"] == "campaign"
+    held = figures["totals"]["complaints"] + sum(
+        r["count"] for r in figures["bounces_by_category"] if r["type"] == "hard"
+    )
+    again = canopycli.push(tmp_path / "s.csv", config=cfg)
+    assert 0 < again.rows_suppressed <= held
+    assert canopycli.push(tmp_path / "s.csv", config=cfg, suppress=False).rows_suppressed == 0
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

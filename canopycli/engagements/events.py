@@ -38,6 +38,31 @@ class EventError(ValueError):
     """An event that cannot be stored; the message names the field (never its value)."""
 
 
+# The stored text fields and where each shape keeps them.
+API_FIELDS = {
+    "campaign_id": "campaign_id",
+    "campaign_name": "campaign_name",
+    "brand_id": "brand_id",
+    "mailing_type": "mailing_type",
+    "content_name": "content_name",
+    "link": "url",
+    "link_description": "link_description",
+    "bounce_type": "bounce_type",
+    "bounce_category": "bounce_category",
+}
+RELAY_FIELDS = {
+    "campaign_id": "campaignId",
+    "campaign_name": "campaignName",
+    "brand_id": "brandId",
+    "mailing_type": "mailingType",
+    "content_name": "contentName",
+    "link": "linkHref",
+    "link_description": "linkDescription",
+    "bounce_type": "bounceType",
+    "bounce_category": "bounceCategory",
+}
+
+
 def from_api(obj: object, metrics: Collection[str] = METRICS) -> Event:
     """One event of an Analytics Events API page (snake_case)."""
     e = _object(obj)
@@ -50,15 +75,7 @@ def from_api(obj: object, metrics: Collection[str] = METRICS) -> Event:
         metric=metric,
         at=at,
         day=day,
-        campaign_id=_text(e, "campaign_id"),
-        campaign_name=_text(e, "campaign_name"),
-        brand_id=_text(e, "brand_id"),
-        mailing_type=_text(e, "mailing_type"),
-        content_name=_text(e, "content_name"),
-        link=_text(e, "url"),
-        link_description=_text(e, "link_description"),
-        bounce_type=_text(e, "bounce_type"),
-        bounce_category=_text(e, "bounce_category"),
+        **{stored: _text(e, given) for stored, given in API_FIELDS.items()},
         email_sha256=_address(e, "customer_email_address") or _address(e, "email_address"),
         external_id=_text(e, "external_id"),
         source="api",
@@ -79,15 +96,7 @@ def from_relay(obj: object) -> Event:
         metric=metric,
         at=at,
         day=day,
-        campaign_id=_text(e, "campaignId"),
-        campaign_name=_text(e, "campaignName"),
-        brand_id=_text(e, "brandId"),
-        mailing_type=_text(e, "mailingType"),
-        content_name=_text(e, "contentName"),
-        link=_text(e, "linkHref"),
-        link_description=_text(e, "linkDescription"),
-        bounce_type=_text(e, "bounceType"),
-        bounce_category=_text(e, "bounceCategory"),
+        **{stored: _text(e, name) for stored, name in RELAY_FIELDS.items()},
         email_sha256=_address(e, "email"),
         external_id=_text(e, "customerId") or _text(e, "externalId"),
         source="relay",
