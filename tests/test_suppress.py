@@ -138,3 +138,23 @@ def test_prune_forgets_old_events_and_they_no_longer_suppress(tmp_path: Path) ->
         }
     r = _invoke("engagements", "prune", "--older-than", "soon")
     assert r.exit_code == 2 and "--older-than takes" in r.output
+
+
+def test_a_profile_that_bounced_and_complained_is_named_by_its_bounce_and_ids_are_kept_apart(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    root.mkdir()
+    with Store(root) as store:
+        store.engagements.store([
+            Event("c", "complaints", "2026-11-01T09:00:00+00:00", "2026-11-01", email_sha256=sha("x@example.com")),
+            Event("b", "bounces", "2026-11-05T09:00:00+00:00", "2026-11-05", bounce_type="Hard", email_sha256=sha("x@example.com")),
+            Event("e", "complaints", "2026-11-02T09:00:00+00:00", "2026-11-02", external_id="77"),
+            Event("s", "bounces", "2026-11-02T09:00:00+00:00", "2026-11-02", bounce_type="soft", external_id="78"),
+        ])  # fmt: skip
+        by_email = store.engagements.suppressed_all("email_sha256", ["bounce", "complaint"])
+        assert by_email == {sha("x@example.com"): ("bounces", "2026-11-05")}
+        assert store.engagements.suppressed_all("external_id", ["complaint"]) == {"77": ("complaints", "2026-11-02")}
+        assert store.engagements.suppressed_all("external_id", ["bounce"]) == {}  # 78's bounce was soft
+        assert store.engagements.suppressed("external_id", ["77", "78", "79"], ["bounce", "complaint"]) == {
+            "77": "suppressed: complaint on 2026-11-02 (--no-suppress sends it anyway)"
+        }
+        assert store.engagements.held_back("email_sha256", ["complaint"]) == (1, "2026-11-01")
