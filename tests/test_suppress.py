@@ -158,3 +158,36 @@ def test_a_profile_that_bounced_and_complained_is_named_by_its_bounce_and_ids_ar
             "77": "suppressed: complaint on 2026-11-02 (--no-suppress sends it anyway)"
         }
         assert store.engagements.held_back("email_sha256", ["complaint"]) == (1, "2026-11-01")
+
+
+def test_a_killed_suppressing_push_resumes_holding_back_the_same_rows(
+    tmp_path: Path, sandbox: Callable[..., Sandbox]
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sb = sandbox(latency=0.1)
+    state = tmp_path / "state"
+    state.mkdir()
+    held = [Event(f"h{i}", "complaints", "2026-11-01T09:00:00+00:00", "2026-11-01", email_sha256=sha(f"user{i}@example.com"))
+            for i in range(0, 3000, 7)]  # fmt: skip
+    with Store(state) as store:
+        store.engagements.store(held)
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint, connector={"concurrency": 2, "batch_size": 100},
+                       segment={"suppress": ["complaint"]})  # fmt: skip
+    data = write_csv(tmp_path / "s.csv", emails(3000))
+    proc = subprocess.Popen([sys.executable, "-m", "canopycli", "push", str(data), "-c", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while sb.snapshot()["accepted"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert sb.snapshot()["accepted"] < 26
+    p = run_cli("retry", "--last", "-c", str(cfg), "--report-json", str(tmp_path / "r.json"))
+    assert p.returncode == 0, p.stderr
+    r = report(tmp_path / "r.json")
+    assert (r["rows_read"], r["rows_suppressed"], r["profiles_delivered"]) == (3000, len(held), 3000 - len(held))
+    assert sb.snapshot()["profiles"] == 3000 - len(held)  # a batch sent twice is counted once

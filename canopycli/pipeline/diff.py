@@ -202,11 +202,10 @@ class DiffStage:
                 if got.customer_id is not None:  # a member with a bad cell: hold it, do not remove it
                     self._held.append((got.customer_id,))
                 continue
-            why = self.holding.why(got.customer_id) if self.holding is not None else None
-            if why is not None:  # held back by an engagement: neither sent nor removed
+            if self.holding is not None and got.customer_id in self.holding.ids:  # neither sent nor removed
                 self.report.rows_suppressed += 1
                 if self.rejects is not None:
-                    self.rejects.write(line, why, record)
+                    self.rejects.write(line, self.holding.why(got.customer_id), record)
                 self._held.append((got.customer_id,))
                 continue
             try:

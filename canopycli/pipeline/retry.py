@@ -30,6 +30,7 @@ from .rawinput import file_sha256
 from .read import Source, open_source
 from .report import Report
 from .stages import ChangeStage, Resend, Stage
+from .suppress import Held
 
 # How a run of each command is resumed (a push, unless its command says otherwise).
 Resume = Callable[[Journal, RunRow, Report, contextlib.ExitStack], tuple[Stage, Source | None]]
@@ -99,7 +100,10 @@ def _resume_push(
     # killed before it had read everything, or with batches in flight: rebuild from the input
     source = reopen(journal, run)
     opened.callback(source.close)
-    return ChangeStage(run.settings, run.endpoint, source, report, None, resumed=True), source
+    # the input is read again: the rows the run held back are held back again, or its batches
+    # would come out different (journaled() refuses that)
+    held = Held.for_run(journal, run.settings)
+    return ChangeStage(run.settings, run.endpoint, source, report, None, resumed=True, held=held), source
 
 
 def _resume_sync(

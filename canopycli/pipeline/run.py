@@ -75,6 +75,7 @@ def batch_settings(resolved: Resolved, opts: PushOptions) -> dict[str, Any]:
         "status_given": opts.status is not None,
         "format": opts.format,
         "delimiter": opts.delimiter,
+        "suppressing": opts.suppress,  # a resumed run holds back what the run held back (not --no-suppress)
     }
     payloads = payload_settings(opts.format, resolved.segment_key, resolved.segments, opts.status)
     if payloads is not None:  # --status is the payloads' default status, not a status for every row
@@ -109,7 +110,7 @@ def run_push(
         return ChangeStage(settings, endpoint, source, report, rejects, dry_run=opts.dry_run, held=held[0])
 
     if opts.dry_run and sync is None:  # no journal, no lock: nothing is recorded
-        held[0] = load_held(state_dir(opts.state_dir), resolved, opts.suppress)
+        held[0] = load_held(state_dir(opts.state_dir), resolved, opts.suppress, opts.rejects is not None)
         return _dry_run(resolved, opts, settings, ChangeStage.command, change, progress)
     root = state_dir(opts.state_dir)
     command = ChangeStage.command if sync is None else DiffStage.command
@@ -117,7 +118,7 @@ def run_push(
         SegmentLock(root, resolved.connector_name, resolved.segment_key).acquire(opts.wait, note=command),
         Journal(root) as journal,
     ):
-        held[0] = load_held(journal, resolved, opts.suppress)
+        held[0] = load_held(journal, resolved, opts.suppress, opts.rejects is not None)
         build = change if sync is None else _diff(resolved, settings, journal, sync, held[0])
         if opts.dry_run:  # a sync's dry run diffs against the journal's baseline, and moves nothing
             return _dry_run(resolved, opts, settings, command, build, progress)

@@ -201,13 +201,14 @@ class ChangeStage:
         kept = Kept(self.batch_size) if self.rejects is not None else None
         profiles = profiles_from(self.source, self.normalizer, self.report, self.on_reject, kept)
         if self.held is not None:
+            held = self.held
 
-            def hold(p: Profile, why: str) -> None:
+            def hold(p: Profile) -> None:
                 self.report.rows_suppressed += 1
                 if self.rejects is not None:
-                    self.rejects.write(p.line, why, kept.rows.get(p.line) if kept else None)
+                    self.rejects.write(p.line, held.why(p.customer_id), kept.rows.get(p.line) if kept else None)
 
-            profiles = self.held.filter(profiles, hold)
+            profiles = held.filter(profiles, hold)
         for b in batches(
             profiles,
             self.encoder,

@@ -140,6 +140,17 @@ class Engagements:
         return out
 
     @guarded
+    def suppressed_ids(self, column: str, types: Iterable[str]) -> set[str]:
+        """Every identifier ``types`` hold back (what a run loads: the ids alone, no reasons)."""
+        if column not in ("email_sha256", "external_id"):
+            raise ValueError(column)
+        sql = (
+            f"SELECT {column} FROM engagements INDEXED BY {_BY[column]}"
+            f" WHERE {column} IS NOT NULL AND {_where(types)} GROUP BY {column}"
+        )
+        return {ident for (ident,) in self.db.execute(sql)}
+
+    @guarded
     def suppressed_all(self, column: str, types: Iterable[str]) -> dict[str, tuple[str, str]]:
         """Every identifier ``types`` hold back -> (metric, the first such day); a profile that
         bounced and complained is named by its bounce. A run loads them once: one set lookup a
