@@ -173,3 +173,19 @@ def test_export_csv_and_jsonl_round_trip(store: Store, tmp_path: Path) -> None:
     assert r.exit_code == 2 and ".csv, .jsonl or .ndjson" in r.output and not (tmp_path / "x.txt").exists()
     r = invoke("engagements", "export", str(tmp_path / "no" / "x.csv"))
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_export_to_a_reader_that_goes_away_stops_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "state"
+    root.mkdir()
+    with Store(root) as s:
+        s.engagements.store([ev(f"e{i}", "opens", D1, f"p{i}@x.test") for i in range(5000)])
+    proc = subprocess.Popen([sys.executable, "-m", "canopycli", "engagements", "export", "-"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b'{"uuid":')
+    proc.stdout.close()  # `| head -1`
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"Error" not in err and b"Traceback" not in err

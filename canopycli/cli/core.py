@@ -143,6 +143,9 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             say("Interrupted.")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:  # stdout's reader went away (`| head`): what it wanted, it has
+            _silence_stdout()
+            return None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except BaseException as e:

@@ -53,9 +53,12 @@ def parse_day(value: str | None, option: str) -> dt.date | None:
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value.strip())
+        day = dt.date.fromisoformat(value.strip())
     except ValueError:
         raise UsageError(f"{option} takes a date like 2026-11-20, got {value!r}") from None
+    if not 1970 <= day.year <= 9998:
+        raise UsageError(f"{option} {value}: give a date from 1970 to 9998")
+    return day
 
 
 # --- pull ----------------------------------------------------------------------------------

@@ -158,7 +158,12 @@ def _timestamp(e: Mapping[str, Any], name: str) -> tuple[str, str]:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise EventError(f'"{name}" is not an ISO 8601 date and time (like 2026-11-20T10:00:00Z)') from None
-    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    try:
+        when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        raise EventError(f'"{name}" is out of range in UTC') from None
+    if not 1970 <= when.year <= 9998:
+        raise EventError(f'"{name}" is not a plausible date (years 1970 to 9998)')
     return when.isoformat(timespec="seconds"), when.date().isoformat()
 
 

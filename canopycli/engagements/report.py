@@ -23,6 +23,7 @@ from ..store.engagements import METRICS, Event
 
 BY = ("type", "campaign", "day", "link")
 TOP_LINKS = 50
+MAX_DAYS = 3_660  # --by day: ten years of rows at most
 ALL_METRICS = "metric IN (" + ", ".join(f"'{m}'" for m in METRICS) + ")"  # walks the metric index in order
 KEYS = (*METRICS, "unique_profiles")
 
@@ -35,6 +36,11 @@ def report(
         raise UsageError(f"--by takes {', '.join(BY)}, got {by!r}")
     if since > until:
         raise UsageError(f"--since {since} is after --until {until}")
+    if by == "day" and (until - since).days >= MAX_DAYS:
+        raise UsageError(
+            f"--by day lists every day: {(until - since).days + 1:,} are too many",
+            hint=f"Ask for at most {MAX_DAYS:,} days.",
+        )
     where, params = _where(store, since, until, campaign)
     db = store.db
     per_metric = f"{ALL_METRICS} AND {where}"

@@ -99,11 +99,18 @@ class ExportFile:
     def write(self, data: bytes) -> None:
         try:
             self.fh.write(data)
+        except BrokenPipeError:
+            if self.name == "-":  # the reader went away (`| head`): the CLI stops quietly
+                raise
+            raise _cannot_write(self.name, BrokenPipeError(32, "Broken pipe")) from None
         except OSError as e:
             raise _cannot_write(self.name, e) from e
 
     def commit(self) -> None:
         try:
+            if self.name == "-":
+                self._raw.flush()
+                return
             if self.fh is not self._raw:
                 self.fh.close()
             self._raw.flush()
@@ -114,6 +121,10 @@ class ExportFile:
                 self._tmp = None
             elif self.name != "-":
                 self._raw.close()
+        except BrokenPipeError:
+            if self.name == "-":
+                raise
+            raise _cannot_write(self.name, BrokenPipeError(32, "Broken pipe")) from None
         except OSError as e:
             raise _cannot_write(self.name, e) from e
 
