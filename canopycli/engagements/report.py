@@ -43,21 +43,22 @@ def report(
         )
     where, params = _where(store, since, until, campaign)
     db = store.db
-    per_metric = f"{ALL_METRICS} AND {where}"
-    totals = _grouped(
-        db, None, "engagements_metric", per_metric, params, distinct_index="engagements_day", where_distinct=where
-    )[None]
+    per_metric = _grouped(db, "metric", where, params)
+    totals = _zero()
+    for counts in per_metric.values():
+        for m in METRICS:
+            totals[m] += counts[m]
+    totals["unique_profiles"] = _distinct(db, None, "engagements_profile", where, params).get(None, 0)
     rows: list[dict[str, Any]]
     if by == "type":
-        found = _grouped(db, "metric", "engagements_metric", per_metric, params)
-        rows = [{"key": m, **found.get(m, _zero())} for m in METRICS]
+        rows = [{"key": m, **per_metric.get(m, _zero())} for m in METRICS]
     elif by == "day":
-        found = _grouped(db, "day", "engagements_day", where, params)
+        found = _grouped(db, "day", where, params)
         rows = [{"key": d, **found.get(d, _zero())} for d in _days(since, until)]
     elif by == "campaign":
         rows = []
         names = store.engagements.campaigns()
-        found = _grouped(db, "campaign_id", "engagements_campaign", where, params)
+        found = _grouped(db, "campaign_id", where, params)
         for cid, counts in sorted(found.items(), key=lambda kv: (-kv[1]["sends"], str(kv[0]))):
             sends = counts["sends"]
             rates = {
@@ -91,11 +92,10 @@ def by_day(store: Store, *, since: dt.date, until: dt.date, campaign: str | None
     """Counts per metric for every day in the range (the terminal's bar chart); no unique counts."""
     where, params = _where(store, since, until, campaign)
     found: dict[str, dict[str, int]] = {}
-    for day, metric, n in store.db.execute(
-        f"SELECT day, metric, COUNT(*) FROM engagements INDEXED BY engagements_day WHERE {where} GROUP BY day, metric",
-        params,
-    ):
-        found.setdefault(day, {})[metric] = n
+    sums = ", ".join(f"SUM(metric = '{m}')" for m in METRICS)
+    sql = f"SELECT day, {sums} FROM engagements INDEXED BY engagements_day WHERE {where} GROUP BY day"
+    for day, *counts in store.db.execute(sql, params):
+        found[day] = dict(zip(METRICS, (int(c or 0) for c in counts), strict=True))
     return [{"key": d, **{m: found.get(d, {}).get(m, 0) for m in METRICS}} for d in _days(since, until)]
 
 
@@ -164,33 +164,35 @@ def _description(store: Store, link: str | None) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _grouped(
-    db: Any,
-    key: str | None,
-    index: str,
-    where: str,
-    params: list[str],
-    *,
-    distinct_index: str | None = None,
-    where_distinct: str | None = None,
-) -> dict[Any, dict[str, int]]:
-    """Per value of ``key`` (None: one group): each metric's count and the unique profiles, in
-    two passes over a covering index (a count per metric is cheap; the distinct count is not, so
-    it is taken once per group, not once per metric)."""
-    group = f"{key}, " if key else ""
-    out: dict[Any, dict[str, int]] = {} if key else {None: _zero()}
-    sql = f"SELECT {group}metric, COUNT(*) FROM engagements INDEXED BY {index} WHERE {where} GROUP BY {group}metric"
-    for *k, metric, n in db.execute(sql, params):
-        if metric in METRICS:
-            out.setdefault(k[0] if key else None, _zero())[metric] = n
-    sql = (
-        f"SELECT {group}COUNT(DISTINCT profile) FROM engagements INDEXED BY {distinct_index or index}"
-        f" WHERE {where_distinct or where}" + (f" GROUP BY {key}" if key else "")
-    )
-    for *k, n in db.execute(sql, params):
-        if n:
-            out.setdefault(k[0] if key else None, _zero())["unique_profiles"] = n
+INDEX_OF = {"metric": "engagements_metric", "day": "engagements_day", "campaign_id": "engagements_campaign"}
+
+
+def _grouped(db: Any, key: str, where: str, params: list[str]) -> dict[Any, dict[str, int]]:
+    """Per value of ``key`` (metric, day, campaign_id): each metric's count and the unique profiles,
+    in two ordered passes over the key's covering index: the counts (conditional sums; for the
+    metric itself, a plain count), then the distinct profiles (ordered within the key: no sort)."""
+    index = INDEX_OF[key]
+    out: dict[Any, dict[str, int]] = {}
+    if key == "metric":
+        sql = f"SELECT metric, COUNT(*) FROM engagements INDEXED BY {index} WHERE {ALL_METRICS} AND {where} GROUP BY metric"
+        for metric, n in db.execute(sql, params):
+            out.setdefault(metric, _zero())[metric] = n
+    else:
+        sums = ", ".join(f"SUM(metric = '{m}')" for m in METRICS)
+        sql = f"SELECT {key}, {sums} FROM engagements INDEXED BY {index} WHERE {where} GROUP BY {key}"
+        for k, *counts in db.execute(sql, params):
+            out[k] = {**dict(zip(METRICS, (int(c or 0) for c in counts), strict=True)), "unique_profiles": 0}
+    for k, n in _distinct(db, key, index, where if key != "metric" else f"{ALL_METRICS} AND {where}", params).items():
+        out.setdefault(k, _zero())["unique_profiles"] = n
     return out
+
+
+def _distinct(db: Any, key: str | None, index: str, where: str, params: list[str]) -> dict[Any, int]:
+    """Unique profiles per value of ``key`` (None: over all)."""
+    group = f"{key}, " if key else ""
+    sql = f"SELECT {group}COUNT(DISTINCT profile) FROM engagements INDEXED BY {index} WHERE {where}"
+    sql += f" GROUP BY {key}" if key else ""
+    return {(k[0] if key else None): n for *k, n in db.execute(sql, params) if n}
 
 
 def _zero() -> dict[str, int]:

@@ -106,8 +106,10 @@ class Engagements:
 
     @guarded
     def newest_day(self, metric: str, source: str = "api") -> str | None:
-        row = self.db.execute(  # walks the metric's index from its newest day: no scan
-            "SELECT day FROM engagements WHERE metric = ? AND source = ? ORDER BY day DESC LIMIT 1", (metric, source)
+        row = self.db.execute(  # walks the day index from the newest day: no scan
+            "SELECT day FROM engagements INDEXED BY engagements_day WHERE metric = ? AND source = ?"
+            " ORDER BY day DESC LIMIT 1",
+            (metric, source),
         ).fetchone()
         return None if row is None else row[0]
 
