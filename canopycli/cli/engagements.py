@@ -211,11 +211,11 @@ def report_command(
     first = parse_day(since, "--since") or last - dt.timedelta(days=REPORT_DAYS - 1)
     with Store(state_dir(state_dir_)) as store:
         figures = engagement_report(store, since=first, until=last, campaign=campaign, by=by)
+        if as_json:  # the contract only: no chart
+            typer.echo(orjson.dumps(figures).decode())
+            return
         days = by_day(store, since=max(first, last - dt.timedelta(days=CHART_DAYS - 1)), until=last, campaign=campaign)
         empty = store.engagements.count() == 0
-    if as_json:
-        typer.echo(orjson.dumps(figures).decode())
-        return
     if empty:
         say("no engagements are stored yet: run `canopycli engagements pull` (or post them to the relay) first")
         return
