@@ -73,10 +73,10 @@ def test_which_address_identifies_the_profile(change: dict[str, Any], expected: 
         ({"metric_timestamp": "0001-01-01T00:00:00+05:00"}, '"metric_timestamp" is out of range'),
         ({"metric_timestamp": "9999-12-31T23:59:59-05:00"}, '"metric_timestamp" is out of range'),
         ({"metric_timestamp": "1900-01-01T00:00:00Z"}, '"metric_timestamp" is not a plausible date'),
-        ({"campaign_id": {"id": 1}}, '"campaign_id" is not text (a dict)'),
+        ({"campaign_id": {"id": 1}}, '"campaign_id" is not text (an object)'),
         ({"url": "x" * 5000}, '"url" is longer than'),
         ({"customer_email_address": ["someone@example.com"]}, '"customer_email_address" is not text'),
-        ({"external_id": True}, '"external_id" is not text (a bool)'),
+        ({"external_id": True}, '"external_id" is not text (true or false)'),
     ],
 )
 def test_a_bad_api_event_is_refused_naming_the_field(change: dict[str, Any], field: str) -> None:

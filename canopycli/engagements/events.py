@@ -118,7 +118,7 @@ def _text(e: Mapping[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise EventError(f'"{name}" is not text (a {type(value).__name__})')
+        raise EventError(f'"{name}" is not text ({_kind(value)})')
     text = str(value).strip()
     if len(text) > _MAX_TEXT:
         raise EventError(f'"{name}" is longer than {_MAX_TEXT:,} characters')
@@ -142,7 +142,7 @@ def _address(e: Mapping[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise EventError(f'"{name}" is not text (a {type(value).__name__})')
+        raise EventError(f'"{name}" is not text ({_kind(value)})')
     if not value.strip():
         return None
     try:
@@ -165,6 +165,15 @@ def _timestamp(e: Mapping[str, Any], name: str) -> tuple[str, str]:
     if not 1970 <= when.year <= 9998:
         raise EventError(f'"{name}" is not a plausible date (years 1970 to 9998)')
     return when.isoformat(timespec="seconds"), when.date().isoformat()
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, in the words of JSON."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _shown(value: str) -> str:
