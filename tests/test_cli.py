@@ -241,7 +241,10 @@ def test_every_cli_module_imports_alone() -> None:
     modules = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "canopycli" / "cli").glob("*.py"))
     names = ["canopycli.cli" if module == "__init__" else f"canopycli.cli.{module}" for module in modules]
     started = [  # one fresh interpreter each, all at once
-        (name, subprocess.Popen([sys.executable, "-c", f"import {name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        (
+            name,
+            subprocess.Popen([sys.executable, "-c", f"import {name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+        )
         for name in names
     ]
     for name, proc in started:
