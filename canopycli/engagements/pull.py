@@ -114,6 +114,7 @@ def pull(
     # Pages land all over the uuid and report indexes: a bigger page cache for this connection
     # keeps a long pull from re-reading them (64 MiB, used only as the indexes grow).
     store.db.execute(f"PRAGMA cache_size=-{PULL_CACHE_KIB}")
+    store.db.execute("PRAGMA wal_autocheckpoint=16384")  # 64 MiB of WAL between checkpoints: a page written once
     with EventsApi(settings, transport=transport, sleep=sleep) as api:
         for metric in wanted:
             start = since or resume_day(store, metric, today)
