@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from ..config import config_path, load_config
-from ..relay.service import RelayOptions, serve
 from .core import app, emit, handle_errors, say
 from .options import ConfigOpt, StateDirOpt
 
@@ -31,6 +30,8 @@ def relay(
     ] = False,
 ) -> None:
     """Run the relay: take profile events over HTTP, queue them durably, flush every 20 minutes or at 500."""
+    from ..relay.service import RelayOptions, serve  # uvicorn, starlette: only for the command that serves
+
     p = config_path(config)
     cfg = load_config(p)
     opts = RelayOptions(listen=listen, drain=drain, insecure_listen=insecure_listen, state_dir=state_dir)
