@@ -293,3 +293,15 @@ def test_a_journal_error_mid_retry_names_the_run_and_exits_1(tmp_path: Path) -> 
         with pytest.raises(StateError) as got:
             j.runs.finish(run_id, "finished", 0, None)
     assert (got.value.exit_code, got.value.run_id, got.value.sent) == (ExitCode.FAILED, run_id, True)
+
+
+def test_state_export_to_a_reader_that_goes_away_stops_quietly(tmp_path: Path, sandbox: Callable[..., Sandbox]) -> None:
+    sb = sandbox()
+    cfg = write_config(tmp_path / "c.yaml", sb.endpoint)
+    assert run_cli("sync", str(write_csv(tmp_path / "s.csv", emails(3000))), "-c", str(cfg)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "canopycli", "state", "export", "-", "-c", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline()  # `| head -1`
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"Error" not in err and b"Traceback" not in err
